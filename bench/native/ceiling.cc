@@ -1,0 +1,72 @@
+// The ceiling the fused update is measured against: `s = s - (1 - d) * (s - p)` over one float32
+// arena of shadows and one of parameters, a plain loop per thread over an equal slice, nothing
+// else. Built with the addon (not shipped); run by bench/ with: ceiling <elements> <threads> <reps>
+// Prints one JSON line: {"elements", "threads", "reps", "msPerUpdate": [..one per rep..]}.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+namespace {
+
+// Compiled for each of these targets; the loader picks the best one the CPU has.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void UpdateSlice(
+    float* __restrict s, const float* __restrict p, size_t n, float one_minus_decay) {
+  for (size_t i = 0; i < n; ++i) s[i] = s[i] - one_minus_decay * (s[i] - p[i]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s <elements> <threads> <reps>\n", argv[0]);
+    return 2;
+  }
+  const size_t n = std::strtoull(argv[1], nullptr, 10);
+  const unsigned threads = std::max(1, std::atoi(argv[2]));
+  const int reps = std::max(1, std::atoi(argv[3]));
+  std::vector<float> shadow(n), param(n);  // zero-filled here: every page is touched before timing
+  for (size_t i = 0; i < n; ++i) param[i] = static_cast<float>(i % 1000) * 1e-3f;
+
+  std::atomic<int> generation{0};
+  std::atomic<unsigned> done{0};
+  const size_t slice = (n / threads + 63) / 64 * 64;
+  auto work = [&](unsigned t) {
+    size_t begin = std::min(n, slice * t), end = t + 1 == threads ? n : std::min(n, slice * (t + 1));
+    UpdateSlice(shadow.data() + begin, param.data() + begin, end - begin, 0.001f);
+  };
+  // Spinning workers: the ceiling should not pay for wake-ups.
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      int seen = 0;
+      for (;;) {
+        int g;
+        while ((g = generation.load(std::memory_order_acquire)) == seen) std::this_thread::yield();
+        if (g < 0) return;
+        seen = g;
+        work(t);
+        done.fetch_add(1, std::memory_order_acq_rel);
+      }
+    });
+  }
+  std::vector<double> ms;
+  for (int r = -2; r < reps; ++r) {  // two warm-up passes
+    auto start = std::chrono::steady_clock::now();
+    done.store(0);
+    generation.fetch_add(1, std::memory_order_acq_rel);
+    work(0);
+    while (done.load(std::memory_order_acquire) != threads - 1) std::this_thread::yield();
+    auto stop = std::chrono::steady_clock::now();
+    if (r >= 0) ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+  }
+  generation.store(-1, std::memory_order_release);
+  for (auto& t : pool) t.join();
+  std::printf("{\"elements\":%zu,\"threads\":%u,\"reps\":%d,\"msPerUpdate\":[", n, threads, reps);
+  for (size_t i = 0; i < ms.size(); ++i) std::printf("%s%.6f", i ? "," : "", ms[i]);
+  std::printf("]}\n");
+  return 0;
+}

@@ -1,0 +1,77 @@
+// Module entry: builds this instance's CPU context (kernel table, thread pool) and exports the
+// surface declared in binding.d.ts. Nothing here is a global: each worker_thread gets its own.
+#include <napi.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "addon_data.h"
+#include "backends.h"
+#include "shadow_arena.h"
+
+#ifndef MODEL_EMA_VERSION
+#error "MODEL_EMA_VERSION must be defined by the build (package.json's version)"
+#endif
+
+namespace model_ema {
+
+namespace {
+
+// Arenas below this many elements are updated on the calling thread alone: waking a second core
+// costs about as much as averaging this many float32 elements (bench/threshold.js measures it).
+constexpr size_t kDefaultParallelThreshold = 1 << 18;
+
+size_t ParallelThresholdFromEnv() {
+  const char* text = std::getenv("MODEL_EMA_PARALLEL_THRESHOLD");
+  if (text == nullptr || *text == '\0') return kDefaultParallelThreshold;
+  char* end = nullptr;
+  unsigned long long value = std::strtoull(text, &end, 10);
+  return *end == '\0' ? static_cast<size_t>(value) : kDefaultParallelThreshold;
+}
+
+unsigned ThreadCountFromEnv() {
+  unsigned hardware = std::thread::hardware_concurrency();
+  if (hardware == 0) hardware = 1;
+  const char* text = std::getenv("MODEL_EMA_THREADS");
+  if (text == nullptr || *text == '\0') return hardware;
+  long value = std::strtol(text, nullptr, 10);
+  return value >= 1 && value <= 256 ? static_cast<unsigned>(value) : hardware;
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto* data = env.GetInstanceData<AddonData>();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("isa", data->kernels->isa);
+  result.Set("threads", data->pool->threads());
+  result.Set("parallelThreshold", static_cast<double>(data->parallel_threshold));
+  return result;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->kernels = &SelectCpuKernels(std::getenv("MODEL_EMA_CPU_ISA"));
+  data->pool = std::make_shared<ThreadPool>(ThreadCountFromEnv());
+  data->parallel_threshold = ParallelThresholdFromEnv();
+  env.SetInstanceData<AddonData>(data);  // deleted by Node when this instance's env goes away
+
+  Napi::Function arena = ShadowArena::Define(env);
+  data->arena_constructor = Napi::Persistent(arena);
+  exports.Set("ShadowArena", arena);
+  exports.Set("cpuInfo", Napi::Function::New<CpuInfo>(env, "cpuInfo"));
+  exports.Set("backends", Napi::Function::New<Backends>(env, "backends"));
+  exports.Set("version", Napi::String::New(env, MODEL_EMA_VERSION));
+  return exports;
+}
+
+}  // namespace
+
+}  // namespace model_ema
+
+// NODE_API_MODULE needs an unqualified name.
+static Napi::Object InitModelEma(Napi::Env env, Napi::Object exports) {
+  return model_ema::Init(env, exports);
+}
+
+NODE_API_MODULE(model_ema, InitModelEma)

@@ -1,0 +1,161 @@
+#include "args.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace model_ema {
+
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;
+
+const char* TypedArrayName(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+  return "TypedArray";
+}
+
+std::string FormatNumber(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.17g", v);
+  return buffer;
+}
+
+}  // namespace
+
+std::string DescribeValue(const Napi::Value& value) {
+  switch (value.Type()) {
+    case napi_undefined: return "undefined";
+    case napi_null: return "null";
+    case napi_boolean: return value.As<Napi::Boolean>().Value() ? "true" : "false";
+    case napi_number: return FormatNumber(value.As<Napi::Number>().DoubleValue());
+    case napi_string: {
+      std::string s = value.As<Napi::String>().Utf8Value();
+      if (s.size() > 40) s = s.substr(0, 40) + "...";
+      return "'" + s + "'";
+    }
+    case napi_symbol: return "a symbol";
+    case napi_bigint: return "a bigint";
+    case napi_function: return "a function";
+    case napi_external: return "an external";
+    case napi_object: break;
+  }
+  if (value.IsTypedArray()) {
+    auto array = value.As<Napi::TypedArray>();
+    return std::string(TypedArrayName(array.TypedArrayType())) + "(" +
+           std::to_string(array.ElementLength()) + ")";
+  }
+  if (value.IsArray()) return "an array of length " + std::to_string(value.As<Napi::Array>().Length());
+  if (value.IsArrayBuffer()) return "an ArrayBuffer";
+  return "an object";
+}
+
+void ThrowTypeError(Napi::Env env, const std::string& expected, const std::string& arg,
+                    const Napi::Value& received) {
+  throw Napi::TypeError::New(env, "Expected " + expected + " for " + arg + " but received " +
+                                      DescribeValue(received));
+}
+
+void ThrowRangeError(Napi::Env env, const std::string& expected, const std::string& arg,
+                     const std::string& received) {
+  throw Napi::RangeError::New(env, "Expected " + expected + " for " + arg + " but received " +
+                                       received);
+}
+
+DType ParseDType(const Napi::Value& value, const char* arg) {
+  const char* expected = "one of 'float32', 'float64', 'float16', 'bfloat16'";
+  if (!value.IsString()) ThrowTypeError(value.Env(), expected, arg, value);
+  std::string name = value.As<Napi::String>().Utf8Value();
+  for (int i = 0; i < kNumDTypes; ++i) {
+    if (name == DTypeName(static_cast<DType>(i))) return static_cast<DType>(i);
+  }
+  ThrowRangeError(value.Env(), expected, arg, DescribeValue(value));
+}
+
+Napi::String DTypeToString(Napi::Env env, DType dtype) {
+  return Napi::String::New(env, DTypeName(dtype));
+}
+
+double ParseDecay(const Napi::Value& value, const char* arg) {
+  const char* expected = "a number in [0, 1]";
+  if (!value.IsNumber()) ThrowTypeError(value.Env(), expected, arg, value);
+  double decay = value.As<Napi::Number>().DoubleValue();
+  if (!(decay >= 0.0 && decay <= 1.0)) ThrowRangeError(value.Env(), expected, arg, FormatNumber(decay));
+  return decay;
+}
+
+size_t ParseIndex(const Napi::Value& value, const char* arg, size_t limit) {
+  const char* expected = "a non-negative integer";
+  if (!value.IsNumber()) ThrowTypeError(value.Env(), expected, arg, value);
+  double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v >= 0 && v <= kMaxSafeInteger && std::floor(v) == v)) {
+    ThrowRangeError(value.Env(), expected, arg, FormatNumber(v));
+  }
+  if (limit != SIZE_MAX && v >= static_cast<double>(limit)) {
+    ThrowRangeError(value.Env(), "an integer below " + std::to_string(limit), arg, FormatNumber(v));
+  }
+  return static_cast<size_t>(v);
+}
+
+std::vector<size_t> ParseSizes(const Napi::Value& value, const char* arg) {
+  if (!value.IsArray()) ThrowTypeError(value.Env(), "an array of element counts", arg, value);
+  auto array = value.As<Napi::Array>();
+  std::vector<size_t> sizes;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    std::string name = std::string(arg) + "[" + std::to_string(i) + "]";
+    sizes.push_back(ParseIndex(array.Get(i), name.c_str(), SIZE_MAX));
+  }
+  return sizes;
+}
+
+std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const Arena& arena) {
+  Napi::Env env = value.Env();
+  if (!value.IsArray()) ThrowTypeError(env, "an array of Float32Array or Float64Array", arg, value);
+  auto array = value.As<Napi::Array>();
+  if (array.Length() != arena.tensor_count()) {
+    ThrowRangeError(env, std::to_string(arena.tensor_count()) + " parameters", arg,
+                    std::to_string(array.Length()));
+  }
+  std::vector<ParamBuffer> params;
+  params.reserve(array.Length());
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    std::string name = std::string(arg) + "[" + std::to_string(i) + "]";
+    Napi::Value item = array.Get(i);
+    if (!item.IsTypedArray()) ThrowTypeError(env, "a Float32Array or Float64Array", name, item);
+    napi_typedarray_type type;
+    size_t length;
+    void* data;
+    napi_value buffer;
+    size_t byte_offset;
+    NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, item, &type, &length, &data, &buffer,
+                                                       &byte_offset),
+                         {});
+    if (type != napi_float32_array && type != napi_float64_array) {
+      ThrowTypeError(env, "a Float32Array or Float64Array", name, item);
+    }
+    if (length != arena.size(i)) {
+      bool detached = false;
+      NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, buffer, &detached), {});
+      ThrowRangeError(env, std::to_string(arena.size(i)) + " elements", name,
+                      std::to_string(length) + (detached ? " (its buffer was detached)" : ""));
+    }
+    params.push_back({data, type == napi_float64_array ? ParamType::kFloat64 : ParamType::kFloat32});
+  }
+  return params;
+}
+
+}  // namespace model_ema

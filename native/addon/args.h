@@ -1,0 +1,41 @@
+// Argument checks for the native entry points. The TypeScript facade checks the same things first;
+// these exist so that a direct call into the binding can never crash the process. Every error
+// names the argument and what was received, in one shape: "Expected X for Y but received Z".
+#pragma once
+
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "../kernels/arena.h"
+#include "../kernels/cpu_ops.h"
+#include "../kernels/dtype.h"
+
+namespace model_ema {
+
+// A short description of a JS value for error messages: "NaN", "'float8'", "Int32Array(4)", ...
+std::string DescribeValue(const Napi::Value& value);
+
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& expected, const std::string& arg,
+                                 const Napi::Value& received);
+[[noreturn]] void ThrowRangeError(Napi::Env env, const std::string& expected,
+                                  const std::string& arg, const std::string& received);
+
+DType ParseDType(const Napi::Value& value, const char* arg);
+Napi::String DTypeToString(Napi::Env env, DType dtype);
+
+// A number in [0, 1] (NaN and infinities are RangeErrors).
+double ParseDecay(const Napi::Value& value, const char* arg);
+
+// A non-negative safe integer, below `limit` when one is given.
+size_t ParseIndex(const Napi::Value& value, const char* arg, size_t limit);
+
+// Tensor sizes: an array of non-negative safe integers.
+std::vector<size_t> ParseSizes(const Napi::Value& value, const char* arg);
+
+// An array of Float32Array/Float64Array with one entry per tensor of `arena` and matching lengths.
+// Nothing is kept: the pointers are valid only until JS runs again.
+std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const Arena& arena);
+
+}  // namespace model_ema

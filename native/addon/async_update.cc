@@ -1,0 +1,45 @@
+#include "async_update.h"
+
+#include <exception>
+
+#include "shadow_arena.h"
+
+namespace model_ema {
+
+AsyncUpdate::AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner,
+                         std::shared_ptr<Arena> shadows, std::shared_ptr<Arena> snapshot,
+                         std::shared_ptr<ThreadPool> pool, CpuContext cpu, double decay)
+    : Napi::AsyncWorker(owner_object.Env(), "model-ema:updateAsync"),
+      owner_(owner),
+      owner_reference_(Napi::Persistent(owner_object)),
+      shadows_(std::move(shadows)),
+      snapshot_(std::move(snapshot)),
+      pool_(std::move(pool)),
+      cpu_(cpu),
+      decay_(decay),
+      deferred_(Napi::Promise::Deferred::New(owner_object.Env())) {}
+
+void AsyncUpdate::Execute() {
+  try {
+    const ParamType type =
+        snapshot_->dtype() == DType::kFloat64 ? ParamType::kFloat64 : ParamType::kFloat32;
+    std::vector<ParamBuffer> params;
+    params.reserve(snapshot_->tensor_count());
+    for (size_t t = 0; t < snapshot_->tensor_count(); ++t) params.push_back({snapshot_->tensor(t), type});
+    UpdateShadows(cpu_, *shadows_, params, decay_);
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void AsyncUpdate::OnOK() {
+  owner_->FinishAsync();
+  deferred_.Resolve(Env().Undefined());
+}
+
+void AsyncUpdate::OnError(const Napi::Error& error) {
+  owner_->FinishAsync();
+  deferred_.Reject(error.Value());
+}
+
+}  // namespace model_ema

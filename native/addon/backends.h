@@ -1,0 +1,10 @@
+#pragma once
+
+#include <napi.h>
+
+namespace model_ema {
+
+// backends(): what this build can compute on, and why a backend is unavailable.
+Napi::Value Backends(const Napi::CallbackInfo& info);
+
+}  // namespace model_ema

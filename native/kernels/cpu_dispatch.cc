@@ -1,0 +1,36 @@
+#include <cstring>
+
+#include "cpu_kernels.h"
+
+namespace model_ema {
+
+namespace {
+
+int IsaRank(const char* name) {
+  if (name == nullptr) return 2;
+  if (std::strcmp(name, "baseline") == 0) return 0;
+  if (std::strcmp(name, "avx2") == 0) return 1;
+  return 2;  // "avx512" and anything unknown: no limit
+}
+
+}  // namespace
+
+const CpuKernelTable& SelectCpuKernels(const char* ceiling) {
+  int limit = IsaRank(ceiling);
+#if defined(__x86_64__) && defined(__GNUC__)
+  // libgcc's checks include the OS's XSAVE support for the wider registers, not just CPUID bits.
+  __builtin_cpu_init();
+  if (limit >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    return avx512::Kernels();
+  }
+  if (limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return avx2::Kernels();
+  }
+#else
+  (void)limit;
+#endif
+  return baseline::Kernels();
+}
+
+}  // namespace model_ema

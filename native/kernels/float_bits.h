@@ -1,0 +1,79 @@
+// Bit-exact conversions between float32 and the 16-bit formats, round to nearest even.
+//
+// Written branch-free (selects, integer and float adds) so that the same code vectorises in the CPU
+// loops and runs unchanged in CUDA kernels. Relies on IEEE float32 arithmetic in the default
+// rounding mode without flush-to-zero, which both targets give unless built with fast-math.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "host_device.h"
+
+namespace model_ema {
+
+MODEL_EMA_HD_INLINE uint32_t FloatBits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+MODEL_EMA_HD_INLINE float BitsFloat(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// bfloat16 is the upper half of a float32: round the lower half away, keeping NaNs quiet NaNs
+// (a NaN whose payload sits only in the low bits would otherwise round to infinity).
+MODEL_EMA_HD_INLINE uint16_t FloatToBFloat16Bits(float f) {
+  uint32_t u = FloatBits(f);
+  uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  uint32_t quiet_nan = (u >> 16) | 0x40u;
+  bool is_nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+  return static_cast<uint16_t>(is_nan ? quiet_nan : rounded);
+}
+
+MODEL_EMA_HD_INLINE float BFloat16BitsToFloat(uint16_t h) {
+  return BitsFloat(static_cast<uint32_t>(h) << 16);
+}
+
+// float32 -> IEEE binary16. Three regimes, computed together and selected at the end:
+//  - |f| >= 65536 (or Inf/NaN): infinity or a quiet NaN. Values in [65520, 65536) overflow to
+//    infinity through the normal path's rounding carry, as round-to-nearest-even requires.
+//  - |f| < 2^-14: the result is subnormal. Adding 0.5f aligns the value so that the FPU's own
+//    rounding leaves the 10-bit subnormal mantissa in the low bits of the sum.
+//  - otherwise: rebias the exponent and round the 13 dropped mantissa bits to nearest even.
+MODEL_EMA_HD_INLINE uint16_t FloatToHalfBits(float f) {
+  uint32_t u = FloatBits(f);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t mag = u & 0x7FFFFFFFu;
+
+  uint32_t special = mag > 0x7F800000u ? 0x7E00u : 0x7C00u;
+
+  const uint32_t kHalfAsFloatBits = 126u << 23;  // 0.5f
+  uint32_t subnormal = FloatBits(BitsFloat(mag) + BitsFloat(kHalfAsFloatBits)) - kHalfAsFloatBits;
+
+  uint32_t mantissa_odd = (mag >> 13) & 1u;
+  uint32_t normal = (mag + ((15u - 127u) << 23) + 0xFFFu + mantissa_odd) >> 13;
+
+  uint32_t out = mag >= 0x47800000u ? special : mag < 0x38800000u ? subnormal : normal;
+  return static_cast<uint16_t>(out | sign);
+}
+
+// IEEE binary16 -> float32, exact. Subnormal halves are renormalised by a float subtraction.
+MODEL_EMA_HD_INLINE float HalfBitsToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t shifted = static_cast<uint32_t>(h & 0x7FFFu) << 13;  // exponent and mantissa in place
+  uint32_t exponent = shifted & (0x1Fu << 23);
+
+  uint32_t normal = shifted + ((127u - 15u) << 23);
+  uint32_t inf_nan = normal + ((128u - 16u) << 23);
+  const uint32_t kMagic = 113u << 23;  // 2^-14, the smallest normal half
+  uint32_t subnormal = FloatBits(BitsFloat(normal + (1u << 23)) - BitsFloat(kMagic));
+
+  uint32_t out = exponent == (0x1Fu << 23) ? inf_nan : exponent == 0 ? subnormal : normal;
+  return BitsFloat(out | sign);
+}
+
+}  // namespace model_ema
