@@ -1,0 +1,201 @@
+'use strict';
+// Every way of averaging the benchmark measures. bench/run.js reads the list (cheap: nothing heavy is
+// required at load time); bench/driver.js calls setup() in a fresh child process and times step().
+//
+// setup(workload) returns { step, isAsync, threads, read(t) -> Float32Array, dispose() }, or
+// { skip: 'reason' } when the driver cannot run here. Every driver starts from the same values
+// (initialValue) and averages towards parameters shifted by +0.5, so read() can be sanity-checked.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const DECAY = 0.999;
+const PARAM_SHIFT = 0.5;
+const repoRoot = path.resolve(__dirname, '..');
+
+/** Deterministic pseudo-random start value in [-1, 1) of element i of tensor t. */
+function initialValue(t, i) {
+  const x = Math.imul(i ^ Math.imul(t + 1, 0x9e3779b1), 0x85ebca6b) >>> 8;
+  return x / 8388608 - 1;
+}
+
+function initialTensor(t, size) {
+  const a = new Float32Array(size);
+  for (let i = 0; i < size; i++) a[i] = initialValue(t, i);
+  return a;
+}
+
+function initialParams(workload) {
+  return workload.sizes.map((size, t) => initialTensor(t, size));
+}
+
+function shift(params) {
+  for (const p of params) for (let i = 0; i < p.length; i++) p[i] += PARAM_SHIFT;
+}
+
+/** The reference loop a user would write without this package. */
+function updatePlain(shadows, params, decay) {
+  const a = 1 - decay;
+  for (let t = 0; t < shadows.length; t++) {
+    const s = shadows[t];
+    const p = params[t];
+    for (let i = 0; i < s.length; i++) s[i] = s[i] - a * (s[i] - p[i]);
+  }
+}
+
+// ---- setups ----
+
+function loadNative() {
+  return require(path.join(repoRoot, 'dist', 'native.js')).binding;
+}
+
+function nativeSetup({ dtype, api }) {
+  return (workload) => {
+    const binding = loadNative();
+    const params = initialParams(workload);
+    const arena = new binding.ShadowArena(dtype, workload.sizes);
+    arena.copyFrom(params);
+    shift(params);
+    const isAsync = api === 'updateAsync';
+    return {
+      isAsync,
+      threads: binding.cpuInfo().threads,
+      step: isAsync ? () => arena.updateAsync(params, DECAY) : () => arena.update(params, DECAY),
+      read: (t) => arena.read(t),
+      dispose: () => arena.dispose(),
+    };
+  };
+}
+
+function modelEmaSetup({ dtype, api }) {
+  return (workload) => {
+    const indexPath = path.join(repoRoot, 'dist', 'index.js');
+    if (!fs.existsSync(indexPath)) {
+      return { skip: 'dist/index.js does not exist yet (build src/index.ts with npm run build:ts)' };
+    }
+    const { ExponentialMovingAverage } = require(indexPath);
+    if (typeof ExponentialMovingAverage !== 'function') {
+      return { skip: 'dist/index.js does not export ExponentialMovingAverage yet' };
+    }
+    const binding = loadNative();
+    const params = initialParams(workload);
+    const ema = new ExponentialMovingAverage(params, { decay: DECAY, dtype });
+    shift(params);
+    let copies = null;
+    const isAsync = api === 'updateAsync';
+    return {
+      isAsync,
+      threads: binding.cpuInfo().threads,
+      step: isAsync ? () => ema.updateAsync() : () => ema.update(),
+      read: (t) => {
+        if (copies === null) {
+          copies = workload.sizes.map((n) => new Float32Array(n));
+          ema.copyTo(copies);
+        }
+        return copies[t];
+      },
+      dispose: () => ema.dispose(),
+    };
+  };
+}
+
+function plainSetup(workload) {
+  const params = initialParams(workload);
+  const shadows = params.map((p) => p.slice());
+  shift(params);
+  return {
+    isAsync: false,
+    threads: 1,
+    step: () => updatePlain(shadows, params, DECAY),
+    read: (t) => shadows[t],
+    dispose: () => {},
+  };
+}
+
+function tfjsSetup(backend) {
+  return async (workload) => {
+    let tf;
+    if (backend === 'tensorflow') {
+      try {
+        require.resolve('@tensorflow/tfjs-node');
+      } catch {
+        return { skip: '@tensorflow/tfjs-node is not installed' };
+      }
+      tf = require('@tensorflow/tfjs-node');
+    } else {
+      tf = require('@tensorflow/tfjs');
+      if (backend === 'wasm') require('@tensorflow/tfjs-backend-wasm');
+    }
+    if (!(await tf.setBackend(backend))) return { skip: `tfjs backend ${backend} did not initialise` };
+    await tf.ready();
+    const shadows = [];
+    const params = [];
+    workload.sizes.forEach((size, t) => {
+      const start = initialTensor(t, size);
+      shadows.push(tf.variable(tf.tensor(start, workload.shapes[t]), false));
+      // A second array: tensors may keep a reference to the one they were made from.
+      const moved = Float32Array.from(start, (v) => v + PARAM_SHIFT);
+      params.push(tf.variable(tf.tensor(moved, workload.shapes[t]), false));
+    });
+    const a = 1 - DECAY;
+    return {
+      isAsync: false,
+      // The cpu and wasm backends run on the JS thread; tfjs-node uses TensorFlow's own pool.
+      threads: backend === 'tensorflow' ? os.cpus().length : 1,
+      step: () => {
+        for (let t = 0; t < shadows.length; t++) {
+          const s = shadows[t];
+          const p = params[t];
+          tf.tidy(() => s.assign(s.sub(s.sub(p).mul(a))));
+        }
+      },
+      read: (t) => shadows[t].dataSync(),
+      dispose: () => {
+        for (const v of shadows.concat(params)) v.dispose();
+        if (tf.memory().numTensors !== 0) {
+          throw new Error(`tfjs leaked ${tf.memory().numTensors} tensors per run`);
+        }
+      },
+    };
+  };
+}
+
+// ---- the list ----
+// family: colour and grouping in the report. threads: 'all' (the addon's default pool) or 1 (the
+// child gets MODEL_EMA_THREADS=1). reference: the ceiling and plain JS, which the ratios divide by.
+// cost: 'native' (about memory speed), 'js' (a few x slower), 'tfjs' (10-300x slower): picks the
+// repeat counts.
+const DRIVERS = [];
+function add(d) {
+  DRIVERS.push({ threads: 'all', dtype: 'float32', reference: false, ...d });
+}
+
+add({ id: 'ceiling', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', reference: true });
+add({ id: 'ceiling-1t', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', threads: 1 });
+for (const api of ['update', 'updateAsync']) {
+  for (const dtype of ['float32', 'bfloat16']) {
+    for (const threads of ['all', 1]) {
+      if (api === 'updateAsync' && threads === 1) continue;
+      const short = dtype === 'float32' ? 'f32' : 'bf16';
+      add({
+        id: `model-ema-${api}-${short}${threads === 1 ? '-1t' : ''}`,
+        family: 'model-ema',
+        label: `model-ema ${api}`,
+        dtype,
+        threads,
+        cost: 'native',
+        setup: modelEmaSetup({ dtype, api }),
+      });
+    }
+  }
+}
+add({ id: 'native-update-f32', family: 'native', label: 'native arena update', cost: 'native', setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
+add({ id: 'native-update-f32-1t', family: 'native', label: 'native arena update', cost: 'native', threads: 1, setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
+add({ id: 'native-update-bf16', family: 'native', label: 'native arena update', cost: 'native', dtype: 'bfloat16', setup: nativeSetup({ dtype: 'bfloat16', api: 'update' }) });
+add({ id: 'native-updateAsync-f32', family: 'native', label: 'native arena updateAsync', cost: 'native', setup: nativeSetup({ dtype: 'float32', api: 'updateAsync' }) });
+add({ id: 'plain-js', family: 'plain-js', label: 'plain JS loop', cost: 'js', threads: 1, reference: true, setup: plainSetup });
+add({ id: 'tfjs-cpu', family: 'tfjs', label: 'tfjs ops (cpu backend)', cost: 'tfjs', threads: 1, setup: tfjsSetup('cpu') });
+add({ id: 'tfjs-wasm', family: 'tfjs', label: 'tfjs ops (wasm backend)', cost: 'tfjs', threads: 1, setup: tfjsSetup('wasm') });
+add({ id: 'tfjs-node', family: 'tfjs', label: 'tfjs ops (tfjs-node)', cost: 'tfjs', setup: tfjsSetup('tensorflow') });
+
+module.exports = { DRIVERS, DECAY, PARAM_SHIFT, initialValue, updatePlain };

@@ -1,0 +1,95 @@
+// Atomic, streamed file writing: the target path always holds either its previous content or the
+// complete new content, even if the process is killed or the machine loses power mid-write.
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** Where a producer writes the bytes of the file being built by {@link writeFileAtomic}. */
+export interface AtomicFileSink {
+  /** Appends `bytes` after everything appended so far. */
+  append(bytes: Uint8Array): Promise<void>;
+  /** Overwrites bytes already appended, starting at `position` (e.g. to finish a header). */
+  writeAt(bytes: Uint8Array, position: number): Promise<void>;
+}
+
+// Node refuses single reads/writes above 2 GiB - 1; stay well below it.
+const MAX_IO_CHUNK = 1 << 30;
+
+/** Writes all of `bytes` at `position`, looping over short writes and the per-call size limit. */
+export async function writeFully(file: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const length = Math.min(bytes.length - done, MAX_IO_CHUNK);
+    const { bytesWritten } = await file.write(bytes, done, length, position + done);
+    if (bytesWritten <= 0) throw new Error(`Writing ${bytes.length} bytes made no progress at ${position + done}`);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * The temporary file used while writing `target`: hidden, in the same folder (so the final rename
+ * never crosses file systems), and unique per process and call (so concurrent or crashed writers
+ * never collide). A process killed mid-write leaves this file behind; it is never reused.
+ */
+export function temporaryPathFor(target: string): string {
+  const dir = path.dirname(target);
+  return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Creates or replaces the file at `target` with what `produce` appends to the sink, atomically:
+ * the bytes go to a temporary file in the same folder, which is fsynced, renamed over `target`, and
+ * then the folder is fsynced so the rename itself is durable. If `produce` or any step throws, the
+ * temporary file is removed, `target` is untouched, and the error is rethrown.
+ *
+ * Rename replaces a symbolic link at `target` rather than writing through it; the new file gets the
+ * default mode (0o666 minus the umask), not the old file's mode.
+ */
+export async function writeFileAtomic(
+  target: string,
+  produce: (sink: AtomicFileSink) => Promise<void>,
+): Promise<void> {
+  const temporary = temporaryPathFor(path.resolve(target));
+  // 'wx': fail rather than write into a file someone else created under our unique name.
+  let file: FileHandle | null = await open(temporary, 'wx');
+  try {
+    let length = 0;
+    const handle = file;
+    await produce({
+      async append(bytes) {
+        await writeFully(handle, bytes, length);
+        length += bytes.length;
+      },
+      async writeAt(bytes, position) {
+        if (position < 0 || position + bytes.length > length) {
+          throw new Error(`writeAt(${position}, ${bytes.length} bytes) is outside the ${length} bytes written`);
+        }
+        await writeFully(handle, bytes, position);
+      },
+    });
+    await file.sync();
+    await file.close();
+    file = null;
+    await rename(temporary, target);
+  } catch (error) {
+    await file?.close().catch(() => undefined);
+    await unlink(temporary).catch(() => undefined);
+    throw error;
+  }
+  await syncDirectory(path.dirname(path.resolve(target)));
+}
+
+// Makes a rename durable on POSIX. Some platforms cannot open or fsync a directory (Windows gives
+// EISDIR/EPERM, some file systems EINVAL); there the rename is as durable as the OS makes it.
+async function syncDirectory(dir: string): Promise<void> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(dir, 'r');
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,304 @@
+// ExponentialMovingAverage: the public class. It owns one native arena of shadows (plus an
+// optional backup arena for store/restore), keeps the decay schedule and counters in JS, and turns
+// every operation into one fused native call after all checks have passed (all-or-nothing).
+import { assertDeviceAvailable, Device, parseDevice } from './device';
+import { checkUnitInterval, expectedTypeError } from './errors';
+import { binding, ShadowArena, StorageDType } from './native';
+import { ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
+import { RegisteredParameters } from './registered';
+import { AveragedParametersScope, runInScope } from './scope';
+import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
+
+export interface EmaOptions {
+  /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
+  decay: number;
+  /** Warm up with min(decay, (1 + n) / (10 + n)) over the first updates. Default true. */
+  useNumUpdates?: boolean;
+  /** Storage of the shadows. Default 'float32'. Arithmetic is float32 or wider regardless. */
+  dtype?: StorageDType;
+  /** Where the shadows live. Default 'cpu'. */
+  device?: Device;
+}
+
+export interface ToOptions {
+  device?: Device;
+  dtype?: StorageDType;
+}
+
+// A backup must give the raw weights back bit-for-bit: float64 parameters need a float64 backup.
+function backupDType(arrays: readonly ParamArray[], storage: StorageDType): StorageDType {
+  return storage === 'float64' || arrays.some((a) => a instanceof Float64Array) ? 'float64' : 'float32';
+}
+
+function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[]): ShadowArena {
+  const arena = new binding.ShadowArena(backupDType(arrays, storage), sizes);
+  arena.copyFrom(arrays);
+  return arena;
+}
+
+export class ExponentialMovingAverage implements Disposable {
+  #decay: number;
+  #numUpdates: number | null; // null: warm-up off
+  #device: Device = 'cpu';
+  #shadows: ShadowArena | null;
+  #collected: ShadowArena | null = null;
+  readonly #sizes: readonly number[];
+  readonly #registered: RegisteredParameters;
+  readonly #scopes: AveragedParametersScope[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #asyncInFlight = 0;
+
+  /**
+   * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }` or (with the
+   *   tfjs adapter) tf.Variable; read once. The EMA keeps only weak references to them.
+   */
+  constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
+    if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
+    this.#decay = checkUnitInterval(options.decay, 'decay');
+    const useNumUpdates = options.useNumUpdates ?? true;
+    if (typeof useNumUpdates !== 'boolean') throw expectedTypeError('a boolean', 'useNumUpdates', useNumUpdates);
+    const dtype = options.dtype === undefined ? 'float32' : parseStorageDType(options.dtype, 'dtype');
+    const device = options.device === undefined ? 'cpu' : parseDevice(options.device, 'device');
+    assertDeviceAvailable(device);
+    const entries = toEntries(parameters, 'parameters');
+    const resolved = new ResolvedParameters(entries, entries.map((e) => e.kind.numel(e.value)), 'parameters');
+    this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
+    this.#numUpdates = useNumUpdates ? 0 : null;
+    this.#shadows = new binding.ShadowArena(dtype, this.#sizes);
+    this.#shadows.copyFrom(resolved.read());
+    this.#registered = new RegisteredParameters(entries);
+  }
+
+  /** Weight of the old average, in [0, 1]; may be changed between updates. */
+  get decay(): number {
+    return this.#decay;
+  }
+  set decay(value: number) {
+    this.#decay = checkUnitInterval(value, 'decay');
+  }
+
+  /** Updates applied with warm-up on; null when warm-up is off. */
+  get numUpdates(): number | null {
+    return this.#numUpdates;
+  }
+
+  get dtype(): StorageDType {
+    return this.#open('dtype').dtype;
+  }
+
+  get device(): Device {
+    return this.#device;
+  }
+
+  /** Number of parameters (shadows). */
+  get size(): number {
+    return this.#sizes.length;
+  }
+
+  /** Element count of each shadow. */
+  get sizes(): readonly number[] {
+    return this.#sizes;
+  }
+
+  /** Each registered parameter's name, or null. */
+  get names(): (string | null)[] {
+    return this.#registered.names;
+  }
+
+  get disposed(): boolean {
+    return this.#shadows === null;
+  }
+
+  /** The decay the next update will use (after warm-up). */
+  get currentDecay(): number {
+    return this.#decayFor(this.#numUpdates === null ? null : this.#numUpdates + 1);
+  }
+
+  /** s = s - (1 - d) * (s - p) for every shadow, in one native pass. */
+  update(parameters?: Iterable<Parameter>): void {
+    const shadows = this.#idle('update()');
+    this.#refuseInScope('update()');
+    const resolved = this.#resolve(parameters, 'update()');
+    const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
+    shadows.update(resolved.read(), this.#decayFor(next));
+    this.#numUpdates = next;
+  }
+
+  /**
+   * update() off the JS thread. The parameters are read (snapshotted) before this returns when no
+   * other updateAsync() is in flight; queued calls read them when their turn comes. Calls on one
+   * EMA run in call order; other methods throw until the returned promise settles.
+   */
+  updateAsync(parameters?: Iterable<Parameter>): Promise<void> {
+    const run = async (): Promise<void> => {
+      try {
+        const shadows = this.#open('updateAsync()');
+        this.#refuseInScope('updateAsync()');
+        const resolved = this.#resolve(parameters, 'updateAsync()');
+        const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
+        await shadows.updateAsync(resolved.read(), this.#decayFor(next));
+        this.#numUpdates = next;
+      } finally {
+        this.#asyncInFlight -= 1;
+      }
+    };
+    // Start at once when idle (so the snapshot is of the values at call time); else queue.
+    const result = this.#asyncInFlight++ === 0 ? run() : this.#queue.then(run);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Writes the shadows into the parameters (converted to each parameter's type). */
+  copyTo(parameters?: Iterable<Parameter>): void {
+    const shadows = this.#idle('copyTo()');
+    this.#resolve(parameters, 'copyTo()').write((targets) => shadows.copyTo(targets));
+  }
+
+  /** Saves a copy of the parameters' current values (replacing an earlier store()). */
+  store(parameters?: Iterable<Parameter>): void {
+    const shadows = this.#idle('store()');
+    const arrays = this.#resolve(parameters, 'store()').read();
+    const dtype = backupDType(arrays, shadows.dtype);
+    if (this.#collected?.dtype === dtype) {
+      this.#collected.copyFrom(arrays); // reuse: fresh pages cost more than the copy
+    } else {
+      const backup = snapshot(arrays, shadows.dtype, this.#sizes);
+      this.#collected?.dispose();
+      this.#collected = backup;
+    }
+  }
+
+  /** Writes the store()d values back into the parameters; may be repeated. */
+  restore(parameters?: Iterable<Parameter>): void {
+    this.#idle('restore()');
+    const collected = this.#collected;
+    if (collected === null) throw new Error('restore(): nothing is stored; call store() first');
+    this.#resolve(parameters, 'restore()').write((targets) => collected.copyTo(targets));
+  }
+
+  /**
+   * Stores the parameters and copies the shadows in; the returned scope puts the raw values back
+   * when disposed (`using scope = ema.averageParameters();`). Scopes nest, each with its own backup.
+   */
+  averageParameters(parameters?: Iterable<Parameter>): AveragedParametersScope {
+    const shadows = this.#idle('averageParameters()');
+    const resolved = this.#resolve(parameters, 'averageParameters()');
+    const backup = snapshot(resolved.read(), shadows.dtype, this.#sizes);
+    resolved.write((targets) => shadows.copyTo(targets));
+    // The scope keeps the resolved parameters (strongly, for its short life) to restore into them.
+    const scope = new AveragedParametersScope((closing) => {
+      if (this.#scopes[this.#scopes.length - 1] !== closing) {
+        throw new Error('averageParameters(): scopes must be closed innermost first');
+      }
+      this.#scopes.pop();
+      try {
+        new ResolvedParameters([...resolved.entries], this.#sizes, 'the scope\'s parameters').write((targets) =>
+          backup.copyTo(targets),
+        );
+      } finally {
+        backup.dispose();
+      }
+    });
+    this.#scopes.push(scope);
+    return scope;
+  }
+
+  /** Runs `fn` (sync or async) with the averaged weights swapped in; restores however it ends. */
+  withAveragedParameters<R>(fn: () => R, parameters?: Iterable<Parameter>): R {
+    if (typeof fn !== 'function') throw expectedTypeError('a function', 'fn', fn);
+    return runInScope(this.averageParameters(parameters), fn);
+  }
+
+  /** Moves the shadows to another storage dtype (and, in builds with CUDA, device). */
+  to(options: ToOptions): this {
+    const shadows = this.#idle('to()');
+    if (typeof options !== 'object' || options === null) throw expectedTypeError('{ device?, dtype? }', 'options', options);
+    const device = options.device === undefined ? this.#device : parseDevice(options.device, 'device');
+    const dtype = options.dtype === undefined ? shadows.dtype : parseStorageDType(options.dtype, 'dtype');
+    assertDeviceAvailable(device);
+    if (dtype !== shadows.dtype) {
+      this.#shadows = shadows.cast(dtype);
+      shadows.dispose();
+    }
+    this.#device = device;
+    return this;
+  }
+
+  /** The state as plain data the caller owns (copies, never views of native memory). */
+  stateDict(): EmaStateDict {
+    const shadows = this.#idle('stateDict()');
+    const collected = this.#collected;
+    return {
+      decay: this.#decay,
+      numUpdates: this.#numUpdates,
+      shadowParams: this.#sizes.map((_, i) => shadows.read(i)),
+      collectedParams: collected === null ? null : this.#sizes.map((_, i) => collected.read(i)),
+      names: this.#registered.names,
+      dtype: shadows.dtype,
+    };
+  }
+
+  /**
+   * Loads a stateDict() after checking all of it. Values are converted to this EMA's dtype; a
+   * numUpdates of null turns warm-up off, a number turns it on. Names are not matched.
+   */
+  loadStateDict(state: EmaStateDict): void {
+    const shadows = this.#idle('loadStateDict()');
+    const valid = validateStateDict(state, this.#sizes);
+    const collected = valid.collectedParams && snapshot(valid.collectedParams, shadows.dtype, this.#sizes);
+    shadows.copyFrom(valid.shadowParams);
+    this.#collected?.dispose();
+    this.#collected = collected;
+    this.#decay = valid.decay;
+    this.#numUpdates = valid.numUpdates;
+  }
+
+  /** Frees the native memory now. Later calls throw (dispose() itself may be repeated). */
+  dispose(): void {
+    if (this.#shadows === null) return;
+    if (this.#asyncInFlight > 0) {
+      throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync() is running; await it first');
+    }
+    this.#shadows.dispose();
+    this.#collected?.dispose();
+    this.#shadows = null;
+    this.#collected = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #decayFor(count: number | null): number {
+    return count === null ? this.#decay : Math.min(this.#decay, (1 + count) / (10 + count));
+  }
+
+  #open(operation: string): ShadowArena {
+    if (this.#shadows === null) throw new Error(`${operation}: this ExponentialMovingAverage has been disposed`);
+    return this.#shadows;
+  }
+
+  // Open and not in the middle of an updateAsync(): what every synchronous operation needs.
+  #idle(operation: string): ShadowArena {
+    const shadows = this.#open(operation);
+    if (this.#asyncInFlight > 0) {
+      throw new Error(`${operation}: an updateAsync() is still running on this EMA; await it first`);
+    }
+    return shadows;
+  }
+
+  #refuseInScope(operation: string): void {
+    if (this.#scopes.length > 0) {
+      throw new Error(
+        `${operation}: an averageParameters() scope is open, so the parameters hold the averaged ` +
+          'weights; updating now would average them into themselves. Close the scope first.',
+      );
+    }
+  }
+
+  #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
+    const entries =
+      parameters === undefined ? this.#registered.deref(operation) : toEntries(parameters, 'parameters');
+    return new ResolvedParameters(entries, this.#sizes, parameters === undefined ? 'the registered parameters' : 'parameters');
+  }
+}

@@ -1,0 +1,53 @@
+// The parameters an EMA was built from, held weakly: the EMA must never keep a model alive.
+import { ParameterEntry, ParameterKind, parameterLabel } from './parameters';
+
+interface Record {
+  ref: WeakRef<object>;
+  kind: ParameterKind;
+  name: string | undefined;
+}
+
+export class RegisteredParameters {
+  readonly #records: Record[];
+
+  constructor(entries: readonly ParameterEntry[]) {
+    this.#records = entries.map((entry) => {
+      return { ref: new WeakRef(entry.value), kind: entry.kind, name: entry.name };
+    });
+  }
+
+  get length(): number {
+    return this.#records.length;
+  }
+
+  /** Each parameter's name, or null when it has none. */
+  get names(): (string | null)[] {
+    return this.#records.map((r) => r.name ?? null);
+  }
+
+  name(index: number): string | undefined {
+    return this.#records[index].name;
+  }
+
+  /** The live parameters, or an error naming the first one that is gone. */
+  deref(operation: string): ParameterEntry[] {
+    return this.#records.map((record, i) => {
+      const value = record.ref.deref();
+      if (value === undefined) {
+        throw new Error(
+          `${operation}: ${parameterLabel(i, record.name)} has been garbage-collected, so the EMA ` +
+            'cannot use its registered parameters. Pass the parameters explicitly ' +
+            `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
+        );
+      }
+      const problem = record.kind.unusable(value);
+      if (problem !== undefined) {
+        throw new Error(
+          `${operation}: ${parameterLabel(i, record.name)} ${problem}. Pass live parameters explicitly ` +
+            `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
+        );
+      }
+      return { value, kind: record.kind, name: record.name };
+    });
+  }
+}

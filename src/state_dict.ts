@@ -1,0 +1,74 @@
+// The EMA's state as plain data (SPEC: stateDict / loadStateDict), and its validation. Validation
+// returns a normalised copy or throws naming the field and index; the EMA applies it only after.
+import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import type { StorageDType } from './native';
+import type { ParamArray } from './parameters';
+
+export const STORAGE_DTYPES: readonly StorageDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
+
+export interface EmaStateDict {
+  decay: number;
+  /** Updates so far with warm-up on; null when warm-up is off. */
+  numUpdates: number | null;
+  /** One copy per parameter: Float64Array for float64 storage, Float32Array otherwise (exact). */
+  shadowParams: ParamArray[];
+  /** The store()d backup, in the parameters' precision, or null when nothing is stored. */
+  collectedParams: ParamArray[] | null;
+  /** Each parameter's name, or null for unnamed ones. Informational: loading does not match names. */
+  names: (string | null)[];
+  /** The storage dtype the shadows were in. Informational: loading converts to the EMA's dtype. */
+  dtype: StorageDType;
+}
+
+export function parseStorageDType(value: unknown, argument: string): StorageDType {
+  const expected = "one of 'float32', 'float64', 'float16', 'bfloat16'";
+  if (typeof value !== 'string') throw expectedTypeError(expected, argument, value);
+  if (!(STORAGE_DTYPES as readonly string[]).includes(value)) {
+    throw expectedRangeError(expected, argument, describe(value));
+  }
+  return value as StorageDType;
+}
+
+function checkTensorList(value: unknown, field: string, sizes: readonly number[]): ParamArray[] {
+  if (!Array.isArray(value)) throw expectedTypeError('an array of Float32Array or Float64Array', field, value);
+  if (value.length !== sizes.length) {
+    throw expectedRangeError(`${sizes.length} tensors (one per parameter)`, field, String(value.length));
+  }
+  return value.map((tensor: unknown, i) => {
+    if (!(tensor instanceof Float32Array || tensor instanceof Float64Array)) {
+      throw expectedTypeError('a Float32Array or Float64Array', `${field}[${i}]`, tensor);
+    }
+    if (tensor.length !== sizes[i]) {
+      throw expectedRangeError(`${sizes[i]} elements`, `${field}[${i}]`, String(tensor.length));
+    }
+    return tensor;
+  });
+}
+
+/** Checks every field of a state dict against an EMA with these tensor sizes. */
+export function validateStateDict(state: unknown, sizes: readonly number[]): EmaStateDict {
+  if (typeof state !== 'object' || state === null) throw expectedTypeError('a state dict object', 'state', state);
+  const s = state as Partial<Record<keyof EmaStateDict, unknown>>;
+  const decay = checkUnitInterval(s.decay, 'state.decay');
+  const numUpdates = s.numUpdates;
+  if (numUpdates !== null && !isNonNegativeInteger(numUpdates)) {
+    throw expectedTypeError('null or a non-negative integer', 'state.numUpdates', numUpdates);
+  }
+  const shadowParams = checkTensorList(s.shadowParams, 'state.shadowParams', sizes);
+  const collectedParams =
+    s.collectedParams === null || s.collectedParams === undefined
+      ? null
+      : checkTensorList(s.collectedParams, 'state.collectedParams', sizes);
+  const dtype = s.dtype === undefined ? 'float32' : parseStorageDType(s.dtype, 'state.dtype');
+  let names: (string | null)[] = sizes.map(() => null);
+  if (s.names !== undefined) {
+    if (!Array.isArray(s.names) || s.names.length !== sizes.length) {
+      throw expectedTypeError(`an array of ${sizes.length} names (string or null)`, 'state.names', s.names);
+    }
+    s.names.forEach((name: unknown, i) => {
+      if (name !== null && typeof name !== 'string') throw expectedTypeError('a string or null', `state.names[${i}]`, name);
+    });
+    names = s.names as (string | null)[];
+  }
+  return { decay, numUpdates, shadowParams, collectedParams, names, dtype };
+}
