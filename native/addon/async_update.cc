@@ -32,14 +32,23 @@ void AsyncUpdate::Execute() {
   }
 }
 
+// When a worker_thread terminates (or calls process.exit) with an update in flight, this still
+// runs while its environment shuts down, and settling the promise throws: that must not escape
+// as a C++ exception (it would abort the whole process); nobody is left to see the promise.
 void AsyncUpdate::OnOK() {
   owner_->FinishAsync();
-  deferred_.Resolve(Env().Undefined());
+  try {
+    deferred_.Resolve(Env().Undefined());
+  } catch (const Napi::Error&) {
+  }
 }
 
 void AsyncUpdate::OnError(const Napi::Error& error) {
   owner_->FinishAsync();
-  deferred_.Reject(error.Value());
+  try {
+    deferred_.Reject(error.Value());
+  } catch (const Napi::Error&) {
+  }
 }
 
 }  // namespace model_ema

@@ -12,7 +12,7 @@ constexpr size_t kAlignBytes = 64;
 constexpr size_t kAlignElements = 32;
 }  // namespace
 
-void Arena::FreeAligned::operator()(uint8_t* p) const { std::free(p); }
+void Arena::Free::operator()(void* p) const { std::free(p); }
 
 Arena::Arena(DType dtype, std::vector<size_t> sizes) : dtype_(dtype), sizes_(std::move(sizes)) {
   offsets_.reserve(sizes_.size() + 1);
@@ -27,9 +27,13 @@ Arena::Arena(DType dtype, std::vector<size_t> sizes) : dtype_(dtype), sizes_(std
   offsets_.push_back(offset);
   size_t bytes = byte_length();
   if (bytes > 0) {
-    void* p = std::aligned_alloc(kAlignBytes, bytes);  // bytes is a multiple of 64 by construction
+    // calloc rather than aligned_alloc + memset: large blocks come straight from mmap as zero pages,
+    // so no page is touched here (first touches are expensive; copyFrom pays for them once).
+    void* p = std::calloc(bytes + kAlignBytes, 1);
     if (p == nullptr) throw std::bad_alloc();
-    data_.reset(static_cast<uint8_t*>(p));
+    allocation_.reset(p);
+    uintptr_t address = reinterpret_cast<uintptr_t>(p);
+    data_ = reinterpret_cast<uint8_t*>((address + kAlignBytes - 1) / kAlignBytes * kAlignBytes);
   }
 }
 

@@ -1,4 +1,4 @@
-// One contiguous, owned block holding a tensor list in one storage dtype: the shadows of an EMA,
+// One contiguous, owned, zero-filled block holding a tensor list in one storage dtype: the shadows of an EMA,
 // or a backup of parameter values. Each tensor starts on a 64-byte boundary so that the vector
 // stores of the update never straddle cache lines at a tensor's head.
 #pragma once
@@ -26,19 +26,20 @@ class Arena {
   const std::vector<size_t>& offsets() const { return offsets_; }
   size_t byte_length() const { return offsets_.back() * DTypeSize(dtype_); }
 
-  void* tensor(size_t t) { return data_.get() + offsets_[t] * DTypeSize(dtype_); }
-  const void* tensor(size_t t) const { return data_.get() + offsets_[t] * DTypeSize(dtype_); }
+  void* tensor(size_t t) { return data_ + offsets_[t] * DTypeSize(dtype_); }
+  const void* tensor(size_t t) const { return data_ + offsets_[t] * DTypeSize(dtype_); }
 
  private:
-  struct FreeAligned {
-    void operator()(uint8_t* p) const;
+  struct Free {
+    void operator()(void* p) const;
   };
 
   DType dtype_;
   std::vector<size_t> sizes_;
   std::vector<size_t> offsets_;
   size_t numel_ = 0;
-  std::unique_ptr<uint8_t, FreeAligned> data_;
+  std::unique_ptr<void, Free> allocation_;  // what calloc returned
+  uint8_t* data_ = nullptr;                 // allocation_ rounded up to 64 bytes
 };
 
 }  // namespace model_ema

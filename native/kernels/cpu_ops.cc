@@ -54,6 +54,11 @@ uint8_t* At(void* base, size_t element, size_t element_size) {
 
 void UpdateShadows(const CpuContext& cpu, Arena& shadows, const std::vector<ParamBuffer>& params,
                    double decay) {
+  // The formula's end points, made exact: in floating point s - (s - p) is not p when |s| >> |p|
+  // (nor is s - 0 * (s - p) always s: -0 turns into +0, infinities into NaN), but the SPEC
+  // promises that decay 0 copies and decay 1 freezes.
+  if (decay == 0.0) return LoadParams(cpu, shadows, params);
+  if (decay == 1.0) return;
   const int sd = static_cast<int>(shadows.dtype());
   const size_t s_size = DTypeSize(shadows.dtype());
   const double one_minus_decay = 1.0 - decay;

@@ -35,9 +35,8 @@ struct Storage<Half> {
   using Compute = float;
   static MODEL_EMA_HD_INLINE float Load(Half v) { return HalfBitsToFloat(v.bits); }
   static MODEL_EMA_HD_INLINE Half Store(float v) { return Half{FloatToHalfBits(v)}; }
-  // Via float32 first: double rounding here can differ from a direct rounding by one half-ulp tie,
-  // which the SPEC accepts (arithmetic in float32 or wider, rounded on write).
-  static MODEL_EMA_HD_INLINE Half Store(double v) { return Store(static_cast<float>(v)); }
+  // Through float32 rounded to odd, so that the result is the direct rounding of the double.
+  static MODEL_EMA_HD_INLINE Half Store(double v) { return Store(DoubleToFloatRoundToOdd(v)); }
 };
 
 template <>
@@ -45,7 +44,7 @@ struct Storage<BFloat16> {
   using Compute = float;
   static MODEL_EMA_HD_INLINE float Load(BFloat16 v) { return BFloat16BitsToFloat(v.bits); }
   static MODEL_EMA_HD_INLINE BFloat16 Store(float v) { return BFloat16{FloatToBFloat16Bits(v)}; }
-  static MODEL_EMA_HD_INLINE BFloat16 Store(double v) { return Store(static_cast<float>(v)); }
+  static MODEL_EMA_HD_INLINE BFloat16 Store(double v) { return Store(DoubleToFloatRoundToOdd(v)); }
 };
 
 // The shadow's own precision decides the arithmetic: float64 shadows average in double, every

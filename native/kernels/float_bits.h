@@ -24,6 +24,21 @@ MODEL_EMA_HD_INLINE float BitsFloat(uint32_t u) {
   return f;
 }
 
+// double -> float rounded to odd: truncate toward zero, then set the last bit when anything was
+// cut off. Rounding that result once more to a format at least two bits narrower (binary16 has
+// 11 significant bits, bfloat16 8, float32 24) gives exactly the direct round-to-nearest-even of
+// the double: the sticky odd bit keeps ties from being invented or lost.
+MODEL_EMA_HD_INLINE float DoubleToFloatRoundToOdd(double d) {
+  float nearest = static_cast<float>(d);
+  uint32_t u = FloatBits(nearest);
+  double back = static_cast<double>(nearest);
+  bool inexact = back != d;  // also true for NaN, where the result stays a NaN
+  bool rounded_up = (back > d) == (d > 0);  // moved away from zero
+  u -= (inexact && rounded_up && !(d != d)) ? 1u : 0u;
+  u |= inexact ? 1u : 0u;
+  return BitsFloat(u);
+}
+
 // bfloat16 is the upper half of a float32: round the lower half away, keeping NaNs quiet NaNs
 // (a NaN whose payload sits only in the low bits would otherwise round to infinity).
 MODEL_EMA_HD_INLINE uint16_t FloatToBFloat16Bits(float f) {
