@@ -1,12 +1,13 @@
 // ExponentialMovingAverage: the public class. It owns one native arena of shadows (plus an
 // optional backup arena for store/restore), keeps the decay schedule and counters in JS, and turns
 // every operation into one fused native call after all checks have passed (all-or-nothing).
+import { types } from 'node:util';
 import { assertDeviceAvailable, Device, parseDevice } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import { binding, ShadowArena, StorageDType } from './native';
-import { ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
+import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
-import { AveragedParametersScope, runInScope } from './scope';
+import { AveragedParametersScope, runInScope, ScopeOrderError } from './scope';
 import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
 
 export interface EmaOptions {
@@ -27,7 +28,7 @@ export interface ToOptions {
 
 // A backup must give the raw weights back bit-for-bit: float64 parameters need a float64 backup.
 function backupDType(arrays: readonly ParamArray[], storage: StorageDType): StorageDType {
-  return storage === 'float64' || arrays.some((a) => a instanceof Float64Array) ? 'float64' : 'float32';
+  return storage === 'float64' || arrays.some((a) => types.isFloat64Array(a)) ? 'float64' : 'float32';
 }
 
 function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[]): ShadowArena {
@@ -61,6 +62,11 @@ export class ExponentialMovingAverage implements Disposable {
     const device = options.device === undefined ? 'cpu' : parseDevice(options.device, 'device');
     assertDeviceAvailable(device);
     const entries = toEntries(parameters, 'parameters');
+    entries.forEach((e, i) => {
+      if (ArrayBuffer.isView(e.value) && isDetached(e.value.buffer)) {
+        throw new TypeError(`parameters[${i}] is a typed array whose buffer was detached (transferred away)`);
+      }
+    });
     const resolved = new ResolvedParameters(entries, entries.map((e) => e.kind.numel(e.value)), 'parameters');
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#numUpdates = useNumUpdates ? 0 : null;
@@ -188,7 +194,7 @@ export class ExponentialMovingAverage implements Disposable {
     // The scope keeps the resolved parameters (strongly, for its short life) to restore into them.
     const scope = new AveragedParametersScope((closing) => {
       if (this.#scopes[this.#scopes.length - 1] !== closing) {
-        throw new Error('averageParameters(): scopes must be closed innermost first');
+        throw new ScopeOrderError('averageParameters(): scopes must be closed innermost first; close the inner scope, then this one');
       }
       this.#scopes.pop();
       try {
@@ -296,9 +302,16 @@ export class ExponentialMovingAverage implements Disposable {
     }
   }
 
+  // Explicit parameters without names of their own are reported under the registered names.
+  #withRegisteredNames(entries: ParameterEntry[]): ParameterEntry[] {
+    return entries.map((e, i) =>
+      e.name === undefined && i < this.#registered.length ? { ...e, name: this.#registered.name(i) } : e,
+    );
+  }
+
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
     const entries =
-      parameters === undefined ? this.#registered.deref(operation) : toEntries(parameters, 'parameters');
+      parameters === undefined ? this.#registered.deref(operation) : this.#withRegisteredNames(toEntries(parameters, 'parameters'));
     return new ResolvedParameters(entries, this.#sizes, parameters === undefined ? 'the registered parameters' : 'parameters');
   }
 }

@@ -3,10 +3,19 @@
 //
 // Each kind of parameter (typed arrays today; tfjs variables plug in as another ParameterKind)
 // answers the same few questions, so the EMA never branches on what a parameter is.
+import { types } from 'node:util';
 import { describe, expectedRangeError, expectedTypeError } from './errors';
 
 /** A parameter buffer the kernels read and write directly. */
 export type ParamArray = Float32Array | Float64Array;
+
+/**
+ * Float32Array or Float64Array from any realm: `instanceof` fails for arrays made in another
+ * context (a vm context, as jest's, or the addon's own), which are just as usable.
+ */
+export function isParamArray(value: unknown): value is ParamArray {
+  return types.isFloat32Array(value) || types.isFloat64Array(value);
+}
 
 /** Anything a ParameterKind recognises: a Float32Array/Float64Array, or a tensor variable. */
 export type ParameterValue = ParamArray | object;
@@ -39,7 +48,7 @@ export interface ParameterKind<T extends object = object> {
 
 const typedArrayKind: ParameterKind<ParamArray> = {
   label: 'Float32Array/Float64Array',
-  matches: (value): value is ParamArray => value instanceof Float32Array || value instanceof Float64Array,
+  matches: isParamArray,
   ownName: () => undefined,
   numel: (value) => value.length,
   unusable: () => undefined,
@@ -166,7 +175,7 @@ export class ResolvedParameters {
   }
 }
 
-function isDetached(buffer: ArrayBufferLike): boolean {
+export function isDetached(buffer: ArrayBufferLike): boolean {
   // Node 20 lacks ArrayBuffer.prototype.detached; making a view of a detached buffer throws.
   if (buffer.byteLength !== 0) return false;
   try {

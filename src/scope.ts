@@ -1,8 +1,14 @@
 // The scoped swap (Python's `with ema.average_parameters():`). The EMA creates a scope after it has
 // backed the raw weights up and copied the shadows in; closing the scope puts the raw weights back.
 
-/** What a scope runs when it closes; supplied by the EMA that opened it. */
+/**
+ * What a scope runs when it closes; supplied by the EMA that opened it. Throwing a ScopeOrderError
+ * means "not now" (the scope stays open); any other outcome closes the scope.
+ */
 export type CloseScope = (scope: AveragedParametersScope) => void;
+
+/** A scope was closed while a scope opened after it is still open. */
+export class ScopeOrderError extends Error {}
 
 /**
  * Returned by `ema.averageParameters()`: while open, the parameters hold the averaged weights.
@@ -26,8 +32,15 @@ export class AveragedParametersScope implements Disposable {
   restore(): void {
     const close = this.#close;
     if (close === null) return;
-    this.#close = null; // one attempt: a failed restore does not leave the scope half-open
-    close(this);
+    try {
+      close(this);
+    } catch (error) {
+      // Out of order: nothing happened, so the scope stays open to be closed properly later.
+      // Any other failure happened mid-restore: the scope is closed, half-open would be worse.
+      if (!(error instanceof ScopeOrderError)) this.#close = null;
+      throw error;
+    }
+    this.#close = null;
   }
 
   [Symbol.dispose](): void {

@@ -2,7 +2,7 @@
 // returns a normalised copy or throws naming the field and index; the EMA applies it only after.
 import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
 import type { StorageDType } from './native';
-import type { ParamArray } from './parameters';
+import { isParamArray, ParamArray } from './parameters';
 
 export const STORAGE_DTYPES: readonly StorageDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
@@ -35,7 +35,7 @@ function checkTensorList(value: unknown, field: string, sizes: readonly number[]
     throw expectedRangeError(`${sizes.length} tensors (one per parameter)`, field, String(value.length));
   }
   return value.map((tensor: unknown, i) => {
-    if (!(tensor instanceof Float32Array || tensor instanceof Float64Array)) {
+    if (!isParamArray(tensor)) {
       throw expectedTypeError('a Float32Array or Float64Array', `${field}[${i}]`, tensor);
     }
     if (tensor.length !== sizes[i]) {
