@@ -1,0 +1,129 @@
+// The native layer checks every argument again (the TypeScript facade checks first): a direct
+// call with bad input gets a TypeError/RangeError naming the argument, never a crash, and changes
+// nothing. Errors come from the addon's realm, so assertions are on name and message.
+import { binding, ShadowArena } from '../src/native';
+import { sameBytes } from './reference';
+
+function thrown(fn: () => unknown): { name: string; message: string } {
+  try {
+    fn();
+  } catch (e) {
+    return { name: (e as Error).name, message: (e as Error).message };
+  }
+  throw new Error('expected a throw');
+}
+
+function arenaWithValues(): ShadowArena {
+  const arena = new binding.ShadowArena('float32', [3, 5]);
+  arena.copyFrom([new Float32Array([1, 2, 3]), new Float32Array([4, 5, 6, 7, 8])]);
+  return arena;
+}
+
+// Every failing call must leave the arena's bytes as they were.
+function expectUnchanged(arena: ShadowArena, call: () => unknown, name: string, message: RegExp): void {
+  const before = arena.sizes.map((_, i) => arena.readBytes(i));
+  const error = thrown(call);
+  expect(error.name).toBe(name);
+  expect(error.message).toMatch(message);
+  arena.sizes.forEach((_, i) => expect(sameBytes(arena.readBytes(i), before[i])).toBe(true));
+}
+
+const good = () => [new Float32Array(3), new Float32Array(5)];
+
+describe('ShadowArena argument checks', () => {
+  test.each([
+    ['a missing params array', () => undefined, 'TypeError', /for params but received undefined/],
+    ['too few parameters', () => [new Float32Array(3)], 'RangeError', /Expected 2 parameters for params but received 1/],
+    ['an Int32Array', () => [new Float32Array(3), new Int32Array(5)], 'TypeError', /Float32Array or Float64Array for params\[1\] but received Int32Array\(5\)/],
+    ['a plain array of numbers', () => [[1, 2, 3], new Float32Array(5)], 'TypeError', /for params\[0\] but received an array of length 3/],
+    ['a length mismatch', () => [new Float32Array(3), new Float64Array(4)], 'RangeError', /Expected 5 elements for params\[1\] but received 4/],
+  ])('update with %s is refused', (_, make, name, message) => {
+    const arena = arenaWithValues();
+    expectUnchanged(arena, () => arena.update(make() as Float32Array[], 0.5), name, message);
+    expectUnchanged(arena, () => arena.copyFrom(make() as Float32Array[]), name, message);
+    expectUnchanged(arena, () => arena.copyTo(make() as Float32Array[]), name, message);
+  });
+
+  test.each([
+    [NaN, 'RangeError', /number in \[0, 1\] for decay but received NaN/],
+    [Infinity, 'RangeError', /received Infinity/],
+    [-0.5, 'RangeError', /received -0.5/],
+    [1.0000001, 'RangeError', /received 1.0000001/],
+    ['0.9', 'TypeError', /for decay but received '0.9'/],
+    [undefined, 'TypeError', /for decay but received undefined/],
+  ])('decay %p is refused', (decay, name, message) => {
+    const arena = arenaWithValues();
+    expectUnchanged(arena, () => arena.update(good(), decay as number), name, message);
+  });
+
+  test('a detached parameter buffer is reported as detached', () => {
+    const arena = arenaWithValues();
+    const p = good();
+    structuredClone(p[1].buffer, { transfer: [p[1].buffer] });
+    expectUnchanged(arena, () => arena.update(p, 0.5), 'RangeError', /params\[1\] but received 0 \(its buffer was detached\)/);
+  });
+
+  test('methods called on something that is not a ShadowArena throw a TypeError', () => {
+    const arena = arenaWithValues();
+    for (const self of [{}, 5, null, Object.create(binding.ShadowArena.prototype as object)]) {
+      const error = thrown(() => (arena.update as (...a: unknown[]) => void).call(self, good(), 0.5));
+      expect(error.name).toBe('TypeError');
+    }
+    expect(thrown(() => (binding.ShadowArena as unknown as () => void)()).name).toBe('TypeError');
+  });
+
+  test.each([
+    ['float8', [1], 'RangeError', /'float32', 'float64', 'float16', 'bfloat16' for dtype but received 'float8'/],
+    [32, [1], 'TypeError', /for dtype but received 32/],
+    ['float32', [1, -1], 'RangeError', /non-negative integer for sizes\[1\] but received -1/],
+    ['float32', [1.5], 'RangeError', /sizes\[0\] but received 1.5/],
+    ['float32', 'big', 'TypeError', /array of element counts for sizes/],
+    ['float32', [2 ** 53], 'RangeError', /sizes\[0\]/],
+    ['float32', [2 ** 52], 'RangeError', /out of memory|fits in memory/],
+  ])('new ShadowArena(%p, %p) is refused', (dtype, sizes, name, message) => {
+    const error = thrown(() => new binding.ShadowArena(dtype as 'float32', sizes as number[]));
+    expect(error.name).toBe(name);
+    expect(error.message).toMatch(message);
+  });
+
+  test('index, bytes and threads arguments are checked', () => {
+    const arena = arenaWithValues();
+    expect(thrown(() => arena.read(2)).message).toMatch(/integer below 2 for index but received 2/);
+    expect(thrown(() => arena.read(-1)).message).toMatch(/non-negative integer for index/);
+    expect(thrown(() => arena.readBytes(0.5)).message).toMatch(/for index but received 0.5/);
+    expectUnchanged(arena, () => arena.writeBytes(0, new Uint8Array(11)), 'RangeError', /Expected 12 bytes for bytes but received 11/);
+    expectUnchanged(arena, () => arena.writeBytes(0, new Float32Array(3) as unknown as Uint8Array), 'TypeError', /Uint8Array for bytes/);
+    expect(thrown(() => arena.cast('int8' as 'float32')).name).toBe('RangeError');
+    expect(thrown(() => { arena.threads = 0; }).message).toMatch(/threads/);
+    expect(thrown(() => { arena.threads = binding.cpuInfo().threads + 1; }).message).toMatch(/threads/);
+    expect(arena.threads).toBe(binding.cpuInfo().threads);
+  });
+
+  test('a disposed arena refuses every operation and dispose can repeat', () => {
+    const arena = arenaWithValues();
+    arena.dispose();
+    arena.dispose();
+    expect(arena.disposed).toBe(true);
+    for (const call of [() => arena.update(good(), 0.5), () => arena.read(0), () => arena.cast('float16'), () => arena.countNonFinite()]) {
+      expect(thrown(call).message).toMatch(/disposed/);
+    }
+  });
+
+  test('while updateAsync runs, other calls and dispose are refused; afterwards all works', async () => {
+    const arena = new binding.ShadowArena('float32', [2 ** 20]);
+    const running = arena.updateAsync([new Float32Array(2 ** 20).fill(1)], 0.5);
+    expect(arena.busy).toBe(true);
+    expect(thrown(() => arena.read(0)).message).toMatch(/while an updateAsync\(\) on this arena is running/);
+    expect(thrown(() => arena.dispose()).message).toMatch(/Cannot dispose/);
+    await running;
+    expect(arena.busy).toBe(false);
+    expect(arena.read(0)[0]).toBe(0.5);
+    arena.dispose();
+  });
+
+  test('updateAsync validates synchronously and leaves the arena idle on bad input', () => {
+    const arena = arenaWithValues();
+    expectUnchanged(arena, () => arena.updateAsync([new Float32Array(3)], 0.5), 'RangeError', /Expected 2 parameters/);
+    expect(arena.busy).toBe(false);
+  });
+});

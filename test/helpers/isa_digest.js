@@ -1,0 +1,38 @@
+// Prints a digest of every kernel's output on a fixed workload, using the CPU kernels that
+// MODEL_EMA_CPU_ISA allows. test/kernels_isa.test.ts runs it once per instruction set: the bits
+// must not depend on which one ran.
+const crypto = require('node:crypto');
+const path = require('node:path');
+const binding = require('node-gyp-build')(path.join(__dirname, '..', '..'));
+
+function values(n, seed, Ctor) {
+  const out = new Ctor(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    // Wide exponent range, both signs, some subnormal-for-float16 values and exact zeros.
+    out[i] = i % 97 === 0 ? 0 : ((x / 2 ** 32) - 0.5) * 2 ** ((x % 40) - 25);
+  }
+  return out;
+}
+
+const hash = crypto.createHash('sha256');
+const sizes = [0, 1, 7, 4097, 70001, 33];
+for (const dtype of ['float32', 'float64', 'float16', 'bfloat16']) {
+  for (const Ctor of [Float32Array, Float64Array]) {
+    const arena = new binding.ShadowArena(dtype, sizes);
+    arena.copyFrom(sizes.map((n, i) => values(n, i + 1, Ctor)));
+    arena.update(sizes.map((n, i) => values(n, i + 100, Ctor)), 0.9);
+    const out = sizes.map((n) => new Ctor(n));
+    arena.copyTo(out);
+    for (const o of out) hash.update(Buffer.from(o.buffer));
+    for (const target of ['float32', 'float64', 'float16', 'bfloat16']) {
+      const cast = arena.cast(target);
+      sizes.forEach((_, i) => hash.update(cast.readBytes(i)));
+      cast.dispose();
+    }
+    hash.update(String(arena.countNonFinite()));
+    arena.dispose();
+  }
+}
+process.stdout.write(JSON.stringify({ isa: binding.cpuInfo().isa, digest: hash.digest('hex') }));

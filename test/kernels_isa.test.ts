@@ -1,0 +1,21 @@
+// The kernels are compiled once per instruction set and picked at run time; the results must be
+// bit-identical whichever one runs (the build disables FMA contraction for exactly this).
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const script = path.join(__dirname, 'helpers', 'isa_digest.js');
+
+function digest(isa: string): { isa: string; digest: string } {
+  const run = spawnSync(process.execPath, [script], { env: { ...process.env, MODEL_EMA_CPU_ISA: isa }, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`isa_digest.js failed for ${isa}: ${run.stderr}`);
+  return JSON.parse(run.stdout) as { isa: string; digest: string };
+}
+
+test('every instruction set this CPU has produces the same bits as the baseline', () => {
+  const results = ['baseline', 'avx2', 'avx512'].map(digest);
+  expect(results[0].isa).toBe('baseline');
+  // On a CPU without AVX2 or AVX-512 the ceiling falls back; the digests must still agree.
+  for (const r of results) expect(r.digest).toBe(results[0].digest);
+  // Tell the reader which paths this machine could actually exercise.
+  console.log(`instruction sets exercised: ${[...new Set(results.map((r) => r.isa))].join(', ')}`);
+});
