@@ -2,6 +2,14 @@
 // optional backup arena for store/restore), keeps the decay schedule and counters in JS, and turns
 // every operation into one fused native call after all checks have passed (all-or-nothing).
 import { types } from 'node:util';
+import {
+  CheckpointSource,
+  DecodedCheckpoint,
+  deserializeCheckpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+  serializeCheckpoint,
+} from './checkpoint/ema_checkpoint';
 import { assertDeviceAvailable, Device, parseDevice } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import { binding, ShadowArena, StorageDType } from './native';
@@ -35,6 +43,18 @@ function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: r
   const arena = new binding.ShadowArena(backupDType(arrays, storage), sizes);
   arena.copyFrom(arrays);
   return arena;
+}
+
+// A new arena holding raw little-endian tensors of `dtype`, converted to `target` if it differs.
+function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType): ShadowArena {
+  const arena = new binding.ShadowArena(dtype, sizes);
+  tensors.forEach((bytes, i) => arena.writeBytes(i, bytes));
+  if (dtype === target) return arena;
+  try {
+    return arena.cast(target);
+  } finally {
+    arena.dispose();
+  }
 }
 
 export class ExponentialMovingAverage implements Disposable {
@@ -136,22 +156,14 @@ export class ExponentialMovingAverage implements Disposable {
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>): Promise<void> {
-    const run = async (): Promise<void> => {
-      try {
-        const shadows = this.#open('updateAsync()');
-        this.#refuseInScope('updateAsync()');
-        const resolved = this.#resolve(parameters, 'updateAsync()');
-        const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
-        await shadows.updateAsync(resolved.read(), this.#decayFor(next));
-        this.#numUpdates = next;
-      } finally {
-        this.#asyncInFlight -= 1;
-      }
-    };
-    // Start at once when idle (so the snapshot is of the values at call time); else queue.
-    const result = this.#asyncInFlight++ === 0 ? run() : this.#queue.then(run);
-    this.#queue = result.catch(() => undefined);
-    return result;
+    return this.#enqueue(async () => {
+      const shadows = this.#open('updateAsync()');
+      this.#refuseInScope('updateAsync()');
+      const resolved = this.#resolve(parameters, 'updateAsync()');
+      const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
+      await shadows.updateAsync(resolved.read(), this.#decayFor(next));
+      this.#numUpdates = next;
+    });
   }
 
   /** Writes the shadows into the parameters (converted to each parameter's type). */
@@ -259,11 +271,42 @@ export class ExponentialMovingAverage implements Disposable {
     this.#numUpdates = valid.numUpdates;
   }
 
+  /**
+   * Writes the state to a safetensors file (Python's `safetensors` reads it), atomically: a
+   * temporary file in the same folder, fsync, rename. Streams one tensor at a time. Queued with
+   * updateAsync(); synchronous methods throw until it settles, so the file is never torn.
+   */
+  save(path: string): Promise<void> {
+    if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
+    return this.#enqueue(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
+  }
+
+  /** Loads a save()d file into this EMA, after checking all of it (as loadStateDict does). */
+  load(path: string): Promise<void> {
+    if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
+    return this.#enqueue(async () => {
+      this.#open('load()');
+      this.#applyCheckpoint(await loadCheckpoint(path, { names: this.#registered.names, sizes: this.#sizes }));
+    });
+  }
+
+  /** The bytes save() would write. */
+  serialize(): Uint8Array {
+    return serializeCheckpoint(this.#checkpointSource(this.#idle('serialize()')));
+  }
+
+  /** Loads serialize()d bytes, with the checks of load(). */
+  deserialize(bytes: Uint8Array): void {
+    this.#idle('deserialize()');
+    if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
+    this.#applyCheckpoint(deserializeCheckpoint(bytes, { names: this.#registered.names, sizes: this.#sizes }));
+  }
+
   /** Frees the native memory now. Later calls throw (dispose() itself may be repeated). */
   dispose(): void {
     if (this.#shadows === null) return;
     if (this.#asyncInFlight > 0) {
-      throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync() is running; await it first');
+      throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
     }
     this.#shadows.dispose();
     this.#collected?.dispose();
@@ -273,6 +316,61 @@ export class ExponentialMovingAverage implements Disposable {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+
+  #checkpointSource(shadows: ShadowArena): CheckpointSource {
+    const collected = this.#collected;
+    return {
+      decay: this.#decay,
+      numUpdates: this.#numUpdates,
+      dtype: shadows.dtype,
+      names: this.#registered.names,
+      sizes: this.#sizes,
+      shadowBytes: (i) => shadows.readBytes(i),
+      collected:
+        collected === null
+          ? null
+          : { dtype: collected.dtype as 'float32' | 'float64', bytes: (i) => collected.readBytes(i) },
+    };
+  }
+
+  // Builds the new arenas first; only then swaps them in (all-or-nothing).
+  #applyCheckpoint(decoded: DecodedCheckpoint): void {
+    const current = this.#open('load()');
+    const shadows = arenaFromBytes(decoded.dtype, decoded.shadow, this.#sizes, current.dtype);
+    let collected: ShadowArena | null = null;
+    try {
+      if (decoded.collected !== null && decoded.collectedDType !== null) {
+        collected = arenaFromBytes(decoded.collectedDType, decoded.collected, this.#sizes, decoded.collectedDType);
+      }
+    } catch (error) {
+      shadows.dispose();
+      throw error;
+    }
+    current.dispose();
+    this.#collected?.dispose();
+    this.#shadows = shadows;
+    this.#collected = collected;
+    this.#decay = decoded.decay;
+    this.#numUpdates = decoded.numUpdates;
+  }
+
+  // Runs async work in call order: at once when nothing is in flight (so updateAsync snapshots
+  // the values at call time), else after the work queued before it.
+  #enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      try {
+        return await work();
+      } finally {
+        this.#asyncInFlight -= 1;
+      }
+    };
+    const result = this.#asyncInFlight++ === 0 ? run() : this.#queue.then(run);
+    this.#queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
   }
 
   #decayFor(count: number | null): number {
@@ -288,7 +386,7 @@ export class ExponentialMovingAverage implements Disposable {
   #idle(operation: string): ShadowArena {
     const shadows = this.#open(operation);
     if (this.#asyncInFlight > 0) {
-      throw new Error(`${operation}: an updateAsync() is still running on this EMA; await it first`);
+      throw new Error(`${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
     }
     return shadows;
   }
