@@ -10,7 +10,7 @@ import {
   saveCheckpoint,
   serializeCheckpoint,
 } from './checkpoint/ema_checkpoint';
-import { assertDeviceAvailable, Device, parseDevice } from './device';
+import { assertDeviceAvailable, Device, deviceIndex, parseDevice } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import { binding, ShadowArena, StorageDType } from './native';
 import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
@@ -39,21 +39,35 @@ function backupDType(arrays: readonly ParamArray[], storage: StorageDType): Stor
   return storage === 'float64' || arrays.some((a) => types.isFloat64Array(a)) ? 'float64' : 'float32';
 }
 
-function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[]): ShadowArena {
-  const arena = new binding.ShadowArena(backupDType(arrays, storage), sizes);
+// `device`: where the arena lives (null: host memory). store()'s backup lives with the shadows; a
+// scope's short-lived backup stays in host memory, next to the parameters it restores.
+function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[], device: number | null = null): ShadowArena {
+  const arena = new binding.ShadowArena(backupDType(arrays, storage), sizes, device);
   arena.copyFrom(arrays);
   return arena;
 }
 
 // A new arena holding raw little-endian tensors of `dtype`, converted to `target` if it differs.
-function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType): ShadowArena {
-  const arena = new binding.ShadowArena(dtype, sizes);
+function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType, device: number | null): ShadowArena {
+  const arena = new binding.ShadowArena(dtype, sizes, device);
   tensors.forEach((bytes, i) => arena.writeBytes(i, bytes));
   if (dtype === target) return arena;
   try {
     return arena.cast(target);
   } finally {
     arena.dispose();
+  }
+}
+
+// `arena` as `dtype` on `device` (null: host memory): a new arena, or `arena` itself when neither
+// changes. Converts where the arena is, then moves; a failure disposes whatever it made.
+function moveArena(arena: ShadowArena, dtype: StorageDType, device: number | null): ShadowArena {
+  const cast = arena.dtype === dtype ? arena : arena.cast(dtype);
+  if (cast.device === device) return cast;
+  try {
+    return cast.toDevice(device);
+  } finally {
+    if (cast !== arena) cast.dispose();
   }
 }
 
@@ -70,8 +84,8 @@ export class ExponentialMovingAverage implements Disposable {
   #asyncInFlight = 0;
 
   /**
-   * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }` or (with the
-   *   tfjs adapter) tf.Variable; read once. The EMA keeps only weak references to them.
+   * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }`, or tfjs
+   *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
     if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
@@ -90,8 +104,9 @@ export class ExponentialMovingAverage implements Disposable {
     const resolved = new ResolvedParameters(entries, entries.map((e) => e.kind.numel(e.value)), 'parameters');
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#numUpdates = useNumUpdates ? 0 : null;
-    this.#shadows = new binding.ShadowArena(dtype, this.#sizes);
+    this.#shadows = new binding.ShadowArena(dtype, this.#sizes, deviceIndex(device));
     this.#shadows.copyFrom(resolved.read());
+    this.#device = device;
     this.#registered = new RegisteredParameters(entries);
   }
 
@@ -180,7 +195,7 @@ export class ExponentialMovingAverage implements Disposable {
     if (this.#collected?.dtype === dtype) {
       this.#collected.copyFrom(arrays); // reuse: fresh pages cost more than the copy
     } else {
-      const backup = snapshot(arrays, shadows.dtype, this.#sizes);
+      const backup = snapshot(arrays, shadows.dtype, this.#sizes, shadows.device);
       this.#collected?.dispose();
       this.#collected = backup;
     }
@@ -227,17 +242,27 @@ export class ExponentialMovingAverage implements Disposable {
     return runInScope(this.averageParameters(parameters), fn);
   }
 
-  /** Moves the shadows to another storage dtype (and, in builds with CUDA, device). */
+  /** Moves the shadows (and any store()d backup) to another storage dtype and/or device. */
   to(options: ToOptions): this {
     const shadows = this.#idle('to()');
     if (typeof options !== 'object' || options === null) throw expectedTypeError('{ device?, dtype? }', 'options', options);
     const device = options.device === undefined ? this.#device : parseDevice(options.device, 'device');
     const dtype = options.dtype === undefined ? shadows.dtype : parseStorageDType(options.dtype, 'dtype');
     assertDeviceAvailable(device);
-    if (dtype !== shadows.dtype) {
-      this.#shadows = shadows.cast(dtype);
-      shadows.dispose();
+    // Build the new arenas first; only then swap them in (all-or-nothing).
+    const collected = this.#collected;
+    const nextShadows = moveArena(shadows, dtype, deviceIndex(device));
+    let nextCollected: ShadowArena | null;
+    try {
+      nextCollected = collected && moveArena(collected, collected.dtype, deviceIndex(device));
+    } catch (error) {
+      if (nextShadows !== shadows) nextShadows.dispose();
+      throw error;
     }
+    if (nextShadows !== shadows) shadows.dispose();
+    if (nextCollected !== collected) collected?.dispose();
+    this.#shadows = nextShadows;
+    this.#collected = nextCollected;
     this.#device = device;
     return this;
   }
@@ -263,7 +288,7 @@ export class ExponentialMovingAverage implements Disposable {
   loadStateDict(state: EmaStateDict): void {
     const shadows = this.#idle('loadStateDict()');
     const valid = validateStateDict(state, this.#sizes);
-    const collected = valid.collectedParams && snapshot(valid.collectedParams, shadows.dtype, this.#sizes);
+    const collected = valid.collectedParams && snapshot(valid.collectedParams, shadows.dtype, this.#sizes, shadows.device);
     shadows.copyFrom(valid.shadowParams);
     this.#collected?.dispose();
     this.#collected = collected;
@@ -337,11 +362,11 @@ export class ExponentialMovingAverage implements Disposable {
   // Builds the new arenas first; only then swaps them in (all-or-nothing).
   #applyCheckpoint(decoded: DecodedCheckpoint): void {
     const current = this.#open('load()');
-    const shadows = arenaFromBytes(decoded.dtype, decoded.shadow, this.#sizes, current.dtype);
+    const shadows = arenaFromBytes(decoded.dtype, decoded.shadow, this.#sizes, current.dtype, current.device);
     let collected: ShadowArena | null = null;
     try {
       if (decoded.collected !== null && decoded.collectedDType !== null) {
-        collected = arenaFromBytes(decoded.collectedDType, decoded.collected, this.#sizes, decoded.collectedDType);
+        collected = arenaFromBytes(decoded.collectedDType, decoded.collected, this.#sizes, decoded.collectedDType, current.device);
       }
     } catch (error) {
       shadows.dispose();

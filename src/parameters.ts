@@ -1,10 +1,12 @@
 // The parameter layer: what the EMA accepts as a "parameter", how it is held (weakly), and how an
 // operation turns the registered or explicitly passed parameters into buffers for the kernels.
 //
-// Each kind of parameter (typed arrays today; tfjs variables plug in as another ParameterKind)
-// answers the same few questions, so the EMA never branches on what a parameter is.
+// Each kind of parameter (typed arrays; tfjs variables, recognised by duck typing in
+// src/tfjs/variables.ts) answers the same few questions, so the EMA never branches on what a
+// parameter is.
 import { types } from 'node:util';
 import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { tfjsParameterKinds } from './tfjs/variables';
 
 /** A parameter buffer the kernels read and write directly. */
 export type ParamArray = Float32Array | Float64Array;
@@ -57,9 +59,11 @@ const typedArrayKind: ParameterKind<ParamArray> = {
   commit: () => undefined,
 };
 
-const kinds: ParameterKind[] = [typedArrayKind as ParameterKind];
+// tfjs variables are known by default (pure duck typing, no tfjs import), so that
+// `new ExponentialMovingAverage(model.trainableWeights, ...)` needs no extra import.
+const kinds: ParameterKind[] = [typedArrayKind as ParameterKind, ...tfjsParameterKinds];
 
-/** Lets another module (the tfjs adapter) teach the EMA a new kind of parameter. */
+/** Teaches the EMA a new kind of parameter (typed arrays and tfjs variables are built in). */
 export function registerParameterKind(kind: ParameterKind): void {
   if (!kinds.includes(kind)) kinds.push(kind);
 }
@@ -97,13 +101,12 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
     }
     throw expectedTypeError(acceptedKinds(), argument, parameter);
   }
+  const name = named ? (parameter as NamedParameter<ParameterValue>).name : kind.ownName(value as object);
   const problem = kind.unusable(value as object);
-  if (problem !== undefined) throw new TypeError(`${argument} ${problem}`);
-  return {
-    value: value as object,
-    kind,
-    name: named ? (parameter as NamedParameter<ParameterValue>).name : kind.ownName(value as object),
-  };
+  if (problem !== undefined) {
+    throw new TypeError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`);
+  }
+  return { value: value as object, kind, name };
 }
 
 /** Reads an iterable of parameters once, classifying each. */
