@@ -86,6 +86,8 @@ function modelEmaSetup({ dtype, api }) {
     return {
       isAsync,
       threads: binding.cpuInfo().threads,
+      // The EMA holds its parameters weakly: like a training loop's model, keep them alive here.
+      model: params,
       step: isAsync ? () => ema.updateAsync() : () => ema.update(),
       read: (t) => {
         if (copies === null) {
@@ -132,11 +134,14 @@ function tfjsSetup(backend) {
     const params = [];
     workload.sizes.forEach((size, t) => {
       const start = initialTensor(t, size);
-      shadows.push(tf.variable(tf.tensor(start, workload.shapes[t]), false));
-      // A second array: tensors may keep a reference to the one they were made from.
+      // A second array for the parameters: a tensor may keep the array it was made from.
       const moved = Float32Array.from(start, (v) => v + PARAM_SHIFT);
-      params.push(tf.variable(tf.tensor(moved, workload.shapes[t]), false));
+      tf.tidy(() => {
+        shadows.push(tf.variable(tf.tensor(start, workload.shapes[t]), false));
+        params.push(tf.variable(tf.tensor(moved, workload.shapes[t]), false));
+      });
     });
+    const tensorsBefore = tf.memory().numTensors;
     const a = 1 - DECAY;
     return {
       isAsync: false,
@@ -151,10 +156,9 @@ function tfjsSetup(backend) {
       },
       read: (t) => shadows[t].dataSync(),
       dispose: () => {
+        const leaked = tf.memory().numTensors - tensorsBefore;
         for (const v of shadows.concat(params)) v.dispose();
-        if (tf.memory().numTensors !== 0) {
-          throw new Error(`tfjs leaked ${tf.memory().numTensors} tensors per run`);
-        }
+        if (leaked !== 0) throw new Error(`the tfjs update leaked ${leaked} tensors`);
       },
     };
   };

@@ -1,0 +1,299 @@
+'use strict';
+// Turns the drivers' results into rows with derived columns, the terminal table, the target lines,
+// and the JSON + SVG files under bench/results/.
+const fs = require('node:fs');
+const path = require('node:path');
+
+// Bytes one update must move per parameter: read shadow, read parameter (float32), write shadow.
+const BYTES_PER_PARAM = { float32: 12, float64: 20, float16: 8, bfloat16: 8 };
+const SMALL_WORKLOAD = 1e6; // below this many parameters the table also shows microseconds
+
+function formatMs(v) {
+  if (!Number.isFinite(v)) return '-';
+  if (v >= 1000) return v.toFixed(0);
+  return v.toPrecision(3);
+}
+
+function fixed(v, digits) {
+  return Number.isFinite(v) ? v.toFixed(digits) : '-';
+}
+
+/** A ratio with `digits` decimals, or two significant digits when it is below 0.1. */
+function ratio(v, digits) {
+  if (!Number.isFinite(v)) return '-';
+  return v >= 0.1 ? v.toFixed(digits) : v.toPrecision(2);
+}
+
+/** One row per (workload, driver) in catalogue order, with GB/s and the two ratios. */
+function buildRows(results, workloads, catalogue) {
+  const rows = [];
+  for (const workload of workloads) {
+    const mine = results.filter((r) => r.workload === workload.name);
+    const median = (id) => {
+      const r = mine.find((x) => x.driver === id);
+      return r && r.ms ? r.ms.median : NaN;
+    };
+    const ceiling = median('ceiling');
+    const plain = median('plain-js');
+    for (const driver of catalogue) {
+      const r = mine.find((x) => x.driver === driver.id);
+      if (!r) continue;
+      const row = {
+        workload: workload.name,
+        params: workload.total,
+        driver: driver.id,
+        label: driver.label,
+        family: driver.family,
+        dtype: driver.dtype,
+        threads: r.threads || (driver.threads === 1 ? 1 : null),
+        status: r.failed ? 'failed' : r.skipped ? 'skipped' : 'ok',
+        note: r.failed || r.skipped || null,
+      };
+      if (row.status === 'ok') {
+        const ms = r.ms;
+        Object.assign(row, {
+          reps: r.reps,
+          warmups: r.warmups,
+          setupMs: r.setupMs === undefined ? null : Math.round(r.setupMs),
+          msMedian: ms.median,
+          msP10: ms.p10,
+          msP90: ms.p90,
+          msMin: ms.min,
+          msMax: ms.max,
+          usMedian: ms.median * 1e3,
+          gbPerS: (workload.total * BYTES_PER_PARAM[driver.dtype]) / (ms.median * 1e-3) / 1e9,
+          vsCeiling: ceiling / ms.median,
+          vsPlainJs: plain / ms.median,
+        });
+      }
+      rows.push(row);
+    }
+  }
+  return rows;
+}
+
+function formatTable(rows, workloads) {
+  const lines = [];
+  for (const workload of workloads) {
+    const small = workload.total < SMALL_WORKLOAD;
+    const cols = [
+      ['driver', 26, (r) => r.label, 'left'],
+      ['dtype', 8, (r) => r.dtype, 'left'],
+      ['thr', 3, (r) => (r.threads ? String(r.threads) : '?')],
+      ['reps', 5, (r) => String(r.reps)],
+      ['ms/update', 10, (r) => formatMs(r.msMedian)],
+      ['p10..p90 ms', 17, (r) => `${formatMs(r.msP10)}..${formatMs(r.msP90)}`],
+      ...(small ? [['us/update', 9, (r) => fixed(r.usMedian, 1)]] : []),
+      ['GB/s', 6, (r) => fixed(r.gbPerS, 1)],
+      ['x ceiling', 9, (r) => ratio(r.vsCeiling, 2)],
+      ['x plain JS', 10, (r) => ratio(r.vsPlainJs, 1)],
+    ];
+    const cell = ([, width, , align], text) => (align === 'left' ? text.padEnd(width) : text.padStart(width));
+    lines.push(`${workload.name} (${workload.sizes.length} tensors, ${workload.total.toLocaleString('en-US')} parameters)`);
+    lines.push(cols.map((c) => cell(c, c[0])).join('  '));
+    for (const r of rows.filter((x) => x.workload === workload.name)) {
+      if (r.status === 'ok') lines.push(cols.map((c) => cell(c, c[2](r))).join('  '));
+      else lines.push(`${cell(cols[0], r.label)}  ${cell(cols[1], r.dtype)}  ${r.status}: ${r.note}`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n').trimEnd();
+}
+
+// ---- targets ----
+
+function find(rows, workload, driver) {
+  const r = rows.find((x) => x.workload === workload && x.driver === driver);
+  return r && r.status === 'ok' ? r : null;
+}
+
+// Each target reads one number off the rows; `fallback` names the native-arena driver whose number
+// is shown for information when the model-ema class is not built yet.
+const TARGETS = [
+  {
+    text: 'resnet50-like: model-ema update float32, all threads, >= 0.8 of the C++ ceiling',
+    driver: 'model-ema-update-f32',
+    fallback: 'native-update-f32',
+    value: (rows, id) => {
+      const r = find(rows, 'resnet50-like', id);
+      return r ? r.vsCeiling : NaN;
+    },
+    pass: (v) => v >= 0.8,
+    unit: (v) => `${fixed(v, 2)} x ceiling`,
+  },
+  {
+    text: 'resnet50-like: model-ema update float32, all threads, >= 8x plain JS',
+    driver: 'model-ema-update-f32',
+    fallback: 'native-update-f32',
+    value: (rows, id) => {
+      const r = find(rows, 'resnet50-like', id);
+      return r ? r.vsPlainJs : NaN;
+    },
+    pass: (v) => v >= 8,
+    unit: (v) => `${fixed(v, 1)} x plain JS`,
+  },
+  {
+    text: 'mlp-small: model-ema update < 15 us',
+    driver: 'model-ema-update-f32',
+    fallback: 'native-update-f32',
+    value: (rows, id) => {
+      const r = find(rows, 'mlp-small', id);
+      return r ? r.usMedian : NaN;
+    },
+    pass: (v) => v < 15,
+    unit: (v) => `${fixed(v, 1)} us`,
+  },
+  {
+    text: 'resnet50-like: model-ema update bfloat16 >= 1.3x faster than float32',
+    driver: 'model-ema-update-bf16',
+    fallback: 'native-update-bf16',
+    value: (rows, id) => {
+      const bf16 = find(rows, 'resnet50-like', id);
+      const f32 = find(rows, 'resnet50-like', id.replace('bf16', 'f32'));
+      return bf16 && f32 ? f32.msMedian / bf16.msMedian : NaN;
+    },
+    pass: (v) => v >= 1.3,
+    unit: (v) => `${fixed(v, 2)}x`,
+  },
+];
+
+function evaluateTargets(rows) {
+  return TARGETS.map((t) => {
+    const value = t.value(rows, t.driver);
+    if (Number.isFinite(value)) {
+      return { target: t.text, status: t.pass(value) ? 'PASS' : 'MISS', value, measured: t.unit(value) };
+    }
+    const info = t.value(rows, t.fallback);
+    const why = rows.some((r) => r.driver === t.driver && r.status === 'skipped')
+      ? 'model-ema class not built'
+      : 'not measured in this run';
+    return {
+      target: t.text,
+      status: 'SKIP',
+      value: null,
+      measured: Number.isFinite(info) ? `${why}; native arena: ${t.unit(info)}` : why,
+    };
+  });
+}
+
+function formatTargets(targets) {
+  return ['targets:', ...targets.map((t) => `${t.status}  ${t.target}: ${t.measured}`)].join('\n');
+}
+
+// ---- files ----
+
+function localDate() {
+  const d = new Date();
+  const two = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+}
+
+function writeResults({ outDir, machine, mode, partial, workloads, rows, targets, failures, elapsedS }) {
+  fs.mkdirSync(outDir, { recursive: true });
+  const host = machine.hostname.replace(/[^A-Za-z0-9._-]/g, '-');
+  const suffix = mode === 'smoke' ? '-smoke' : partial ? '-partial' : mode === 'large' ? '-large' : '';
+  const base = path.join(outDir, `${localDate()}-${host}${suffix}`);
+  const doc = {
+    schema: 1,
+    date: new Date().toISOString(),
+    mode,
+    partial,
+    elapsedS: Math.round(elapsedS),
+    machine,
+    units: { ms: 'milliseconds per update (median over repeats)', gbPerS: 'minimum traffic / median time: 12 bytes per float32 parameter, 8 per bfloat16' },
+    workloads: workloads.map((w) => ({ name: w.name, tensors: w.sizes.length, params: w.total })),
+    results: rows,
+    targets,
+    failures,
+  };
+  fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2) + '\n');
+  fs.writeFileSync(`${base}.svg`, renderSvg(doc));
+  return { json: `${base}.json`, svg: `${base}.svg` };
+}
+
+// ---- SVG: one group of horizontal bars per workload, log-scale ms per update ----
+
+const COLOURS = { ceiling: '#7f7f7f', 'model-ema': '#1f77b4', native: '#17becf', 'plain-js': '#ff7f0e', tfjs: '#9467bd' };
+
+function esc(text) {
+  return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function decadeLabel(exp) {
+  const v = 10 ** exp;
+  return `${exp < 0 ? v.toFixed(-exp) : v.toFixed(0)} ms`;
+}
+
+function renderSvg(doc) {
+  const width = 1060;
+  const labelW = 300;
+  const plotX = labelW + 10;
+  const plotW = 520;
+  const rowH = 18;
+  const headH = 28;
+  const top = 64;
+  const ok = doc.results.filter((r) => r.status === 'ok');
+  const values = ok.flatMap((r) => [r.msP10, r.msP90, r.msMedian]).filter((v) => v > 0);
+  const lo = Math.floor(Math.log10(values.length ? Math.min(...values) : 0.01));
+  const hi = Math.max(lo + 1, Math.ceil(Math.log10(values.length ? Math.max(...values) : 1)));
+  const x = (v) => plotX + ((Math.log10(v) - lo) / (hi - lo)) * plotW;
+
+  const body = [];
+  let y = top;
+  for (const w of doc.workloads) {
+    body.push(`<text x="10" y="${y + 18}" class="group">${esc(w.name)}: ${w.tensors} tensors, ${w.params.toLocaleString('en-US')} parameters</text>`);
+    y += headH;
+    for (const r of doc.results.filter((row) => row.workload === w.name)) {
+      const threads = r.threads ? `, ${r.threads} thread${r.threads === 1 ? '' : 's'}` : '';
+      const label = `${r.label} (${r.dtype}${threads})`;
+      body.push(`<text x="${labelW}" y="${y + 13}" class="label" text-anchor="end">${esc(label)}</text>`);
+      if (r.status === 'ok') {
+        const end = x(r.msMedian);
+        body.push(`<rect x="${plotX}" y="${y + 3}" width="${Math.max(1, end - plotX).toFixed(1)}" height="${rowH - 6}" fill="${COLOURS[r.family] || '#444'}"><title>${esc(`${label}: ${formatMs(r.msMedian)} ms, p10 ${formatMs(r.msP10)}, p90 ${formatMs(r.msP90)}`)}</title></rect>`);
+        const mid = y + rowH / 2;
+        body.push(`<path d="M${x(r.msP10).toFixed(1)} ${mid}H${x(r.msP90).toFixed(1)}M${x(r.msP10).toFixed(1)} ${mid - 4}v8M${x(r.msP90).toFixed(1)} ${mid - 4}v8" class="whisker"/>`);
+        const text = `${formatMs(r.msMedian)} ms, ${fixed(r.gbPerS, 1)} GB/s` + (Number.isFinite(r.vsCeiling) ? `, ${ratio(r.vsCeiling, 2)}x ceiling` : '');
+        body.push(`<text x="${Math.max(end, x(r.msP90)) + 6}" y="${y + 13}" class="value">${esc(text)}</text>`);
+      } else {
+        body.push(`<text x="${plotX + 4}" y="${y + 13}" class="value muted">${esc(r.status)}</text>`);
+      }
+      y += rowH;
+    }
+    y += 8;
+  }
+  const bottom = y;
+
+  const grid = [];
+  for (let e = lo; e <= hi; e++) {
+    const gx = x(10 ** e);
+    grid.push(`<line x1="${gx.toFixed(1)}" y1="${top}" x2="${gx.toFixed(1)}" y2="${bottom}" class="major"/>`);
+    grid.push(`<text x="${gx.toFixed(1)}" y="${bottom + 16}" class="tick" text-anchor="middle">${decadeLabel(e)}</text>`);
+    if (e < hi) {
+      for (const m of [2, 5]) {
+        const mx = x(m * 10 ** e);
+        grid.push(`<line x1="${mx.toFixed(1)}" y1="${top}" x2="${mx.toFixed(1)}" y2="${bottom}" class="minor"/>`);
+      }
+    }
+  }
+  const names = { ceiling: 'C++ ceiling', 'model-ema': 'model-ema (public class)', native: 'native arena (no TS layer)', 'plain-js': 'plain JS loop', tfjs: 'TensorFlow.js ops' };
+  const legend = Object.entries(COLOURS).map(([family, colour], i) => {
+    const lx = 10 + i * 190;
+    return `<rect x="${lx}" y="${bottom + 30}" width="12" height="12" fill="${colour}"/><text x="${lx + 16}" y="${bottom + 40}" class="label">${esc(names[family])}</text>`;
+  });
+  const m = doc.machine;
+  const height = bottom + 56;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
+    '<style>.group{font-size:14px;font-weight:bold}.label,.value{font-size:11px}.tick{font-size:11px;fill:#444}.muted{fill:#999}.major{stroke:#bbb}.minor{stroke:#eee}.whisker{stroke:#222;fill:none}</style>',
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    `<text x="10" y="22" font-size="16" font-weight="bold">model-ema: milliseconds per EMA update (log scale, shorter is better; whiskers p10..p90)</text>`,
+    `<text x="10" y="42" class="label">${esc(`${m.cpuModel}, ${m.cores} cores, Node ${m.node}, model-ema ${m.modelEma && m.modelEma.version}, ${doc.date.slice(0, 10)}, ${doc.mode} run`)}</text>`,
+    ...grid,
+    ...body,
+    ...legend,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+module.exports = { buildRows, formatTable, evaluateTargets, formatTargets, writeResults, renderSvg, formatMs, BYTES_PER_PARAM };
