@@ -10,19 +10,27 @@ export type ParamArray = Float32Array | Float64Array;
 
 /**
  * One contiguous native block of tensors in one storage dtype (the shadows of an EMA, or a backup
- * of parameter values). Every method that takes `params` needs one Float32Array/Float64Array per
- * tensor with exactly the tensor's element count, and checks all of them before changing anything.
- * While an updateAsync() is running, every other method throws.
+ * of parameter values), in host memory or in one CUDA device's memory. Every method that takes
+ * `params` needs one Float32Array/Float64Array per tensor with exactly the tensor's element count,
+ * and checks all of them before changing anything; parameters are host memory for both kinds
+ * (device arenas stream them through pinned staging buffers). While an updateAsync() is running,
+ * every other method throws.
  */
 export declare class ShadowArena {
-  /** A zero-filled arena; `sizes` are element counts per tensor. */
-  constructor(dtype: StorageDType, sizes: readonly number[]);
+  /**
+   * A zero-filled arena; `sizes` are element counts per tensor. `device`: a CUDA device index, or
+   * null/undefined for host memory. An unusable device (no CUDA in this build, no driver, no such
+   * device) throws an Error naming the device and the reason.
+   */
+  constructor(dtype: StorageDType, sizes: readonly number[], device?: number | null);
   readonly dtype: StorageDType;
+  /** The CUDA device index holding the arena, or null for host memory. */
+  readonly device: number | null;
   /** Element count of each tensor (a fresh array). */
   readonly sizes: number[];
   /** Total elements. */
   readonly numel: number;
-  /** Bytes of native memory held by the arena itself (tensors are padded to 64 bytes). */
+  /** Bytes of native (host or device) memory held by the arena itself (tensors are padded to 64 bytes). */
   readonly byteLength: number;
   /** Threads one call may use, 1 to cpuInfo().threads. */
   threads: number;
@@ -43,11 +51,13 @@ export declare class ShadowArena {
   readBytes(index: number): Uint8Array;
   /** Overwrites one tensor with raw storage bytes (byteLength = size x dtype size). */
   writeBytes(index: number, bytes: Uint8Array): void;
-  /** A new arena holding these values converted to `dtype` (round to nearest even). */
+  /** A new arena on the same device holding these values converted to `dtype` (round to nearest even). */
   cast(dtype: StorageDType): ShadowArena;
+  /** A new arena with the same dtype and values on `device` (a CUDA device index, or null for host memory). */
+  toDevice(device: number | null): ShadowArena;
   /** How many stored values are NaN or infinite. */
   countNonFinite(): number;
-  /** Frees the native memory now; every later call but dispose() throws. */
+  /** Frees the native (and device) memory now; every later call but dispose() throws. */
   dispose(): void;
 }
 
@@ -60,19 +70,42 @@ export interface CpuInfo {
   parallelThreshold: number;
 }
 
+export interface CudaDeviceInfo {
+  /** The index to pass as a ShadowArena's `device` ('cuda:<index>' in the facade). */
+  index: number;
+  name: string;
+  /** Bytes of device memory. */
+  totalMemory: number;
+}
+
 export interface BackendInfo {
   name: 'cpu' | 'cuda';
   /** Built into this binary. */
   compiled: boolean;
   /** Usable now on this machine. */
   available: boolean;
-  /** Why it is not available. */
+  /** Why it is not available (for CUDA: the CUDA error string, name and code). */
   reason?: string;
+  /** cpu only. */
   isa?: string;
+  /** cpu only. */
   threads?: number;
+  /** cuda only, when available: the devices the driver reports. */
+  devices?: CudaDeviceInfo[];
+}
+
+export interface DeviceMemoryInfo {
+  /** Bytes free on the device now (all processes' allocations counted). */
+  free: number;
+  total: number;
 }
 
 export declare function cpuInfo(): CpuInfo;
 export declare function backends(): BackendInfo[];
+/**
+ * cudaMemGetInfo for one CUDA device (creates the device's context if this process has none). An
+ * unusable device throws an Error naming the device and the reason.
+ */
+export declare function cudaMemoryInfo(device: number): DeviceMemoryInfo;
 /** package.json's version at build time. */
 export declare const version: string;

@@ -11,13 +11,25 @@ export function parseDevice(value: unknown, argument: string): Device {
   throw expectedRangeError("'cpu', 'cuda' or 'cuda:N'", argument, JSON.stringify(value));
 }
 
+/** The native arena's device: null for host memory, else the CUDA device index ('cuda' is 'cuda:0'). */
+export function deviceIndex(device: Device): number | null {
+  if (device === 'cpu') return null;
+  return device === 'cuda' ? 0 : Number(device.slice('cuda:'.length));
+}
+
 /** Throws an Error naming the device and why it cannot be used here. */
 export function assertDeviceAvailable(device: Device): void {
-  if (device === 'cpu') return;
+  const index = deviceIndex(device);
+  if (index === null) return;
   const cuda = binding.backends().find((b) => b.name === 'cuda');
-  const reason = !cuda || !cuda.available ? cuda?.reason ?? 'no CUDA backend' : undefined;
-  // Until device arenas are built in, an available CUDA backend still cannot hold shadows.
-  throw new Error(
-    `Device '${device}' is not available: ${reason ?? 'CUDA shadow arenas are not supported by this build'}`,
-  );
+  let reason: string | undefined;
+  if (!cuda || !cuda.available) {
+    reason = cuda?.reason ?? 'this build of model-ema has no CUDA backend';
+  } else {
+    const count = cuda.devices?.length ?? 0;
+    if (index >= count) {
+      reason = `this machine has ${count} CUDA device${count === 1 ? '' : 's'} (${count === 0 ? 'none' : `cuda:0 to cuda:${count - 1}`})`;
+    }
+  }
+  if (reason !== undefined) throw new Error(`Device '${device}' is not available: ${reason}`);
 }

@@ -61,6 +61,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ShadowArena", arena);
   exports.Set("cpuInfo", Napi::Function::New<CpuInfo>(env, "cpuInfo"));
   exports.Set("backends", Napi::Function::New<Backends>(env, "backends"));
+  exports.Set("cudaMemoryInfo", Napi::Function::New<CudaMemoryInfo>(env, "cudaMemoryInfo"));
   exports.Set("version", Napi::String::New(env, MODEL_EMA_VERSION));
   return exports;
 }

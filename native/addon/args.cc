@@ -122,7 +122,16 @@ std::vector<size_t> ParseSizes(const Napi::Value& value, const char* arg) {
   return sizes;
 }
 
-std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const Arena& arena) {
+int ParseDevice(const Napi::Value& value, const char* arg, bool optional) {
+  if (value.IsNull() || (optional && value.IsUndefined())) return -1;
+  const char* expected = "a CUDA device index (a non-negative integer) or null for host memory";
+  if (!value.IsNumber()) ThrowTypeError(value.Env(), expected, arg, value);
+  double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v >= 0 && v <= 1 << 20 && std::floor(v) == v)) ThrowRangeError(value.Env(), expected, arg, FormatNumber(v));
+  return static_cast<int>(v);
+}
+
+std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const ArenaLayout& arena) {
   Napi::Env env = value.Env();
   if (!value.IsArray()) ThrowTypeError(env, "an array of Float32Array or Float64Array", arg, value);
   auto array = value.As<Napi::Array>();

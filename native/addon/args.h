@@ -34,8 +34,11 @@ size_t ParseIndex(const Napi::Value& value, const char* arg, size_t limit);
 // Tensor sizes: an array of non-negative safe integers.
 std::vector<size_t> ParseSizes(const Napi::Value& value, const char* arg);
 
+// A CUDA device index, or -1 for host memory (null; undefined too when `optional`).
+int ParseDevice(const Napi::Value& value, const char* arg, bool optional);
+
 // An array of Float32Array/Float64Array with one entry per tensor of `arena` and matching lengths.
 // Nothing is kept: the pointers are valid only until JS runs again.
-std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const Arena& arena);
+std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const ArenaLayout& arena);
 
 }  // namespace model_ema

@@ -7,12 +7,14 @@
 namespace model_ema {
 
 AsyncUpdate::AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner,
-                         std::shared_ptr<Arena> shadows, std::shared_ptr<Arena> snapshot,
-                         std::shared_ptr<ThreadPool> pool, CpuContext cpu, double decay)
+                         std::shared_ptr<Arena> shadows, std::shared_ptr<DeviceArena> device_shadows,
+                         std::shared_ptr<Arena> snapshot, std::shared_ptr<ThreadPool> pool,
+                         CpuContext cpu, double decay)
     : Napi::AsyncWorker(owner_object.Env(), "model-ema:updateAsync"),
       owner_(owner),
       owner_reference_(Napi::Persistent(owner_object)),
       shadows_(std::move(shadows)),
+      device_shadows_(std::move(device_shadows)),
       snapshot_(std::move(snapshot)),
       pool_(std::move(pool)),
       cpu_(cpu),
@@ -26,7 +28,11 @@ void AsyncUpdate::Execute() {
     std::vector<ParamBuffer> params;
     params.reserve(snapshot_->tensor_count());
     for (size_t t = 0; t < snapshot_->tensor_count(); ++t) params.push_back({snapshot_->tensor(t), type});
-    UpdateShadows(cpu_, *shadows_, params, decay_);
+    if (device_shadows_) {
+      device_shadows_->Update(cpu_, params, decay_);
+    } else {
+      UpdateShadows(cpu_, *shadows_, params, decay_);
+    }
   } catch (const std::exception& e) {
     SetError(e.what());
   }

@@ -1,5 +1,5 @@
-// updateAsync's work item: averages a snapshot of the parameters into the shadows on a libuv
-// thread. It reads only native memory that it co-owns (the arena, the snapshot, the pool), never a
+// updateAsync's work item: averages a snapshot of the parameters into the shadows (host or
+// device) on a libuv thread. It reads only native memory that it co-owns (the arena, the snapshot, the pool), never a
 // JS value, so nothing the caller does to its buffers meanwhile can tear the shadows.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include "../kernels/arena.h"
 #include "../kernels/cpu_ops.h"
 #include "../kernels/thread_pool.h"
+#include "../kernels/cuda/device_arena.h"
 
 namespace model_ema {
 
@@ -17,9 +18,10 @@ class ShadowArena;
 
 class AsyncUpdate : public Napi::AsyncWorker {
  public:
+  // Exactly one of `shadows` and `device_shadows` is set.
   AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner, std::shared_ptr<Arena> shadows,
-              std::shared_ptr<Arena> snapshot, std::shared_ptr<ThreadPool> pool, CpuContext cpu,
-              double decay);
+              std::shared_ptr<DeviceArena> device_shadows, std::shared_ptr<Arena> snapshot,
+              std::shared_ptr<ThreadPool> pool, CpuContext cpu, double decay);
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
@@ -32,6 +34,7 @@ class AsyncUpdate : public Napi::AsyncWorker {
   ShadowArena* owner_;
   Napi::ObjectReference owner_reference_;  // keeps owner_ from being collected while in flight
   std::shared_ptr<Arena> shadows_;
+  std::shared_ptr<DeviceArena> device_shadows_;
   std::shared_ptr<Arena> snapshot_;
   std::shared_ptr<ThreadPool> pool_;
   CpuContext cpu_;

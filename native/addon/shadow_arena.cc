@@ -25,6 +25,22 @@ std::shared_ptr<Arena> AllocateArena(Napi::Env env, DType dtype, std::vector<siz
   }
 }
 
+// An unusable device (no CUDA in this build, no driver, no such device) and CUDA failures (out of
+// memory) are plain Errors whose message names the device and the reason.
+std::shared_ptr<DeviceArena> AllocateDeviceArena(Napi::Env env, DType dtype, std::vector<size_t> sizes, int device) {
+  try {
+    return NewDeviceArena(dtype, std::move(sizes), device);
+  } catch (const std::length_error&) {
+    throw Napi::RangeError::New(env, "Expected tensor sizes whose total fits in memory for sizes");
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+Napi::Value DeviceValue(Napi::Env env, int device) {
+  return device < 0 ? env.Null() : Napi::Number::New(env, device);
+}
+
 }  // namespace
 
 Napi::Function ShadowArena::Define(Napi::Env env) {
@@ -39,9 +55,11 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
           InstanceMethod<&ShadowArena::ReadBytes>("readBytes"),
           InstanceMethod<&ShadowArena::WriteBytes>("writeBytes"),
           InstanceMethod<&ShadowArena::Cast>("cast"),
+          InstanceMethod<&ShadowArena::ToDevice>("toDevice"),
           InstanceMethod<&ShadowArena::CountNonFinite>("countNonFinite"),
           InstanceMethod<&ShadowArena::Dispose>("dispose"),
           InstanceAccessor<&ShadowArena::GetDType>("dtype"),
+          InstanceAccessor<&ShadowArena::GetDevice>("device"),
           InstanceAccessor<&ShadowArena::GetSizes>("sizes"),
           InstanceAccessor<&ShadowArena::GetNumel>("numel"),
           InstanceAccessor<&ShadowArena::GetByteLength>("byteLength"),
@@ -69,9 +87,16 @@ ShadowArena::ShadowArena(const Napi::CallbackInfo& info)
   Napi::Env env = info.Env();
   DType dtype = ParseDType(info[0], "dtype");
   std::vector<size_t> sizes = ParseSizes(info[1], "sizes");
-  arena_ = AllocateArena(env, dtype, std::move(sizes));
+  device_ = ParseDevice(info[2], "device", true);
+  if (device_ < 0) {
+    arena_ = AllocateArena(env, dtype, std::move(sizes));
+  } else {
+    device_arena_ = AllocateDeviceArena(env, dtype, std::move(sizes), device_);
+  }
   threads_ = addon_->pool->threads();
-  reported_bytes_ = static_cast<int64_t>(arena_->byte_length());
+  // Device memory is reported too: it is not V8's heap, but it lets the GC see what an arena that
+  // was dropped without dispose() still holds, and collect it sooner.
+  reported_bytes_ = static_cast<int64_t>(Layout()->byte_length());
   Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
   NAPI_THROW_IF_FAILED_VOID(env, napi_type_tag_object(env, info.This(), &kShadowArenaTag));
 }
@@ -80,6 +105,7 @@ ShadowArena::~ShadowArena() { ReleaseMemory(); }
 
 void ShadowArena::ReleaseMemory() {
   arena_.reset();
+  device_arena_.reset();  // frees the device memory now, unless async work still holds it
   staging_.reset();
   if (reported_bytes_ != 0) {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
@@ -87,8 +113,15 @@ void ShadowArena::ReleaseMemory() {
   }
 }
 
-Arena& ShadowArena::Usable(Napi::Env env, const char* method) {
-  if (!arena_) {
+const ArenaLayout* ShadowArena::Layout() const {
+  if (arena_) return &arena_->layout();
+  if (device_arena_) return &device_arena_->layout();
+  return nullptr;
+}
+
+const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
+  const ArenaLayout* layout = Layout();
+  if (layout == nullptr) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
                                     "(): the arena has been disposed");
   }
@@ -96,25 +129,36 @@ Arena& ShadowArena::Usable(Napi::Env env, const char* method) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
                                     "() while an updateAsync() on this arena is running; await it first");
   }
-  return *arena_;
+  return *layout;
 }
 
 CpuContext ShadowArena::Cpu() const {
   return {addon_->kernels, addon_->pool.get(), threads_, addon_->parallel_threshold};
 }
 
+Napi::Object ShadowArena::NewSibling(Napi::Env env, DType dtype, int device) {
+  Napi::Array sizes = SizesArray(env);
+  Napi::Object result = addon_->arena_constructor.New({DTypeToString(env, dtype), sizes, DeviceValue(env, device)});
+  Unwrap(result)->threads_ = threads_;
+  return result;
+}
+
 Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
-  Arena& arena = Usable(info.Env(), "update");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", arena);
+  const ArenaLayout& layout = Usable(info.Env(), "update");
+  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
   double decay = ParseDecay(info[1], "decay");
-  UpdateShadows(Cpu(), arena, params, decay);
+  if (device_arena_) {
+    device_arena_->Update(Cpu(), params, decay);
+  } else {
+    UpdateShadows(Cpu(), *arena_, params, decay);
+  }
   return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Arena& arena = Usable(env, "updateAsync");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", arena);
+  const ArenaLayout& layout = Usable(env, "updateAsync");
+  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
   double decay = ParseDecay(info[1], "decay");
 
   // Snapshot the parameters now: once this returns, the caller may change, detach or transfer its
@@ -124,15 +168,15 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   DType snapshot_dtype = any_f64 ? DType::kFloat64 : DType::kFloat32;
   if (!staging_ || staging_->dtype() != snapshot_dtype) {
     int64_t old_bytes = staging_ ? static_cast<int64_t>(staging_->byte_length()) : 0;
-    staging_ = AllocateArena(env, snapshot_dtype, arena.sizes());
+    staging_ = AllocateArena(env, snapshot_dtype, layout.sizes());
     int64_t delta = static_cast<int64_t>(staging_->byte_length()) - old_bytes;
     reported_bytes_ += delta;
     Napi::MemoryManagement::AdjustExternalMemory(env, delta);
   }
   LoadParams(Cpu(), *staging_, params);
 
-  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, staging_, addon_->pool,
-                               Cpu(), decay);
+  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, device_arena_, staging_,
+                               addon_->pool, Cpu(), decay);
   Napi::Promise promise = work->Promise();
   busy_ = true;
   work->Queue();
@@ -140,74 +184,134 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::CopyFrom(const Napi::CallbackInfo& info) {
-  Arena& arena = Usable(info.Env(), "copyFrom");
-  LoadParams(Cpu(), arena, ParseParams(info[0], "params", arena));
+  const ArenaLayout& layout = Usable(info.Env(), "copyFrom");
+  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  if (device_arena_) {
+    device_arena_->LoadParams(Cpu(), params);
+  } else {
+    LoadParams(Cpu(), *arena_, params);
+  }
   return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::CopyTo(const Napi::CallbackInfo& info) {
-  Arena& arena = Usable(info.Env(), "copyTo");
-  StoreParams(Cpu(), arena, ParseParams(info[0], "params", arena));
+  const ArenaLayout& layout = Usable(info.Env(), "copyTo");
+  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  if (device_arena_) {
+    device_arena_->StoreParams(Cpu(), params);
+  } else {
+    StoreParams(Cpu(), *arena_, params);
+  }
   return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Arena& arena = Usable(env, "read");
-  size_t t = ParseIndex(info[0], "index", arena.tensor_count());
-  const CpuKernelTable& k = *addon_->kernels;
-  const int sd = static_cast<int>(arena.dtype());
-  if (arena.dtype() == DType::kFloat64) {
-    auto out = Napi::Float64Array::New(env, arena.size(t));
-    k.store_params[sd][static_cast<int>(ParamType::kFloat64)](arena.tensor(t), out.Data(), arena.size(t));
-    return out;
+  const ArenaLayout& layout = Usable(env, "read");
+  size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const bool wide = layout.dtype() == DType::kFloat64;
+  Napi::TypedArray out = wide ? Napi::TypedArray(Napi::Float64Array::New(env, layout.size(t)))
+                              : Napi::TypedArray(Napi::Float32Array::New(env, layout.size(t)));
+  void* out_data = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
+  const void* source = nullptr;
+  std::unique_ptr<uint8_t[]> downloaded;
+  if (device_arena_) {
+    if (layout.dtype() == DType::kFloat32 || wide) {  // already the output's type
+      device_arena_->ReadTensorBytes(t, out_data);
+      return out;
+    }
+    downloaded.reset(new uint8_t[layout.size(t) * DTypeSize(layout.dtype())]);
+    device_arena_->ReadTensorBytes(t, downloaded.get());
+    source = downloaded.get();
+  } else {
+    source = arena_->tensor(t);
   }
-  auto out = Napi::Float32Array::New(env, arena.size(t));
-  k.store_params[sd][static_cast<int>(ParamType::kFloat32)](arena.tensor(t), out.Data(), arena.size(t));
+  const ParamType type = wide ? ParamType::kFloat64 : ParamType::kFloat32;
+  addon_->kernels->store_params[static_cast<int>(layout.dtype())][static_cast<int>(type)](source, out_data, layout.size(t));
   return out;
 }
 
 Napi::Value ShadowArena::ReadBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Arena& arena = Usable(env, "readBytes");
-  size_t t = ParseIndex(info[0], "index", arena.tensor_count());
-  size_t bytes = arena.size(t) * DTypeSize(arena.dtype());
+  const ArenaLayout& layout = Usable(env, "readBytes");
+  size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  size_t bytes = layout.size(t) * DTypeSize(layout.dtype());
   auto out = Napi::Uint8Array::New(env, bytes);
-  if (bytes > 0) std::memcpy(out.Data(), arena.tensor(t), bytes);
+  if (device_arena_) {
+    device_arena_->ReadTensorBytes(t, out.Data());
+  } else if (bytes > 0) {
+    std::memcpy(out.Data(), arena_->tensor(t), bytes);
+  }
   return out;
 }
 
 Napi::Value ShadowArena::WriteBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Arena& arena = Usable(env, "writeBytes");
-  size_t t = ParseIndex(info[0], "index", arena.tensor_count());
+  const ArenaLayout& layout = Usable(env, "writeBytes");
+  size_t t = ParseIndex(info[0], "index", layout.tensor_count());
   if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     ThrowTypeError(env, "a Uint8Array", "bytes", info[1]);
   }
   auto bytes = info[1].As<Napi::Uint8Array>();
-  size_t expected = arena.size(t) * DTypeSize(arena.dtype());
+  size_t expected = layout.size(t) * DTypeSize(layout.dtype());
   if (bytes.ByteLength() != expected) {
     ThrowRangeError(env, std::to_string(expected) + " bytes", "bytes", std::to_string(bytes.ByteLength()));
   }
-  if (expected > 0) std::memcpy(arena.tensor(t), bytes.Data(), expected);
+  if (device_arena_) {
+    device_arena_->WriteTensorBytes(t, bytes.Data());
+  } else if (expected > 0) {
+    std::memcpy(arena_->tensor(t), bytes.Data(), expected);
+  }
   return env.Undefined();
 }
 
 Napi::Value ShadowArena::Cast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Arena& arena = Usable(env, "cast");
+  Usable(env, "cast");
   DType dtype = ParseDType(info[0], "dtype");
-  Napi::Array sizes = GetSizes(info).As<Napi::Array>();
-  Napi::Object result = addon_->arena_constructor.New({DTypeToString(env, dtype), sizes});
+  Napi::Object result = NewSibling(env, dtype, device_);
   ShadowArena* target = Unwrap(result);
-  target->threads_ = threads_;
-  ConvertArena(Cpu(), arena, *target->arena_);
+  try {
+    if (device_arena_) {
+      device_arena_->ConvertInto(*target->device_arena_);
+    } else {
+      ConvertArena(Cpu(), *arena_, *target->arena_);
+    }
+  } catch (...) {
+    target->ReleaseMemory();  // device memory should not wait for the GC
+    throw;
+  }
+  return result;
+}
+
+Napi::Value ShadowArena::ToDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ArenaLayout& layout = Usable(env, "toDevice");
+  int device = ParseDevice(info[0], "device", false);
+  Napi::Object result = NewSibling(env, layout.dtype(), device);
+  ShadowArena* target = Unwrap(result);
+  try {
+    // The same padded layout on both sides: each move is one copy of the whole block.
+    if (arena_ && target->arena_) {
+      if (layout.byte_length() > 0) std::memcpy(target->arena_->data(), arena_->data(), layout.byte_length());
+    } else if (arena_) {
+      target->device_arena_->CopyFromHost(*arena_);
+    } else if (target->arena_) {
+      device_arena_->CopyToHost(*target->arena_);
+    } else {
+      target->device_arena_->CopyFromDevice(*device_arena_);
+    }
+  } catch (...) {
+    target->ReleaseMemory();
+    throw;
+  }
   return result;
 }
 
 Napi::Value ShadowArena::CountNonFinite(const Napi::CallbackInfo& info) {
-  Arena& arena = Usable(info.Env(), "countNonFinite");
-  return Napi::Number::New(info.Env(), static_cast<double>(model_ema::CountNonFinite(Cpu(), arena)));
+  Usable(info.Env(), "countNonFinite");
+  size_t count = device_arena_ ? device_arena_->CountNonFinite() : model_ema::CountNonFinite(Cpu(), *arena_);
+  return Napi::Number::New(info.Env(), static_cast<double>(count));
 }
 
 Napi::Value ShadowArena::Dispose(const Napi::CallbackInfo& info) {
@@ -220,26 +324,33 @@ Napi::Value ShadowArena::Dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::GetDType(const Napi::CallbackInfo& info) {
-  if (!arena_) return info.Env().Undefined();
-  return DTypeToString(info.Env(), arena_->dtype());
+  const ArenaLayout* layout = Layout();
+  if (layout == nullptr) return info.Env().Undefined();
+  return DTypeToString(info.Env(), layout->dtype());
 }
 
-Napi::Value ShadowArena::GetSizes(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!arena_) return Napi::Array::New(env, 0);
-  Napi::Array sizes = Napi::Array::New(env, arena_->tensor_count());
-  for (size_t t = 0; t < arena_->tensor_count(); ++t) {
-    sizes.Set(static_cast<uint32_t>(t), Napi::Number::New(env, static_cast<double>(arena_->size(t))));
+Napi::Value ShadowArena::GetDevice(const Napi::CallbackInfo& info) { return DeviceValue(info.Env(), device_); }
+
+Napi::Value ShadowArena::GetSizes(const Napi::CallbackInfo& info) { return SizesArray(info.Env()); }
+
+Napi::Array ShadowArena::SizesArray(Napi::Env env) const {
+  const ArenaLayout* layout = Layout();
+  if (layout == nullptr) return Napi::Array::New(env, 0);
+  Napi::Array sizes = Napi::Array::New(env, layout->tensor_count());
+  for (size_t t = 0; t < layout->tensor_count(); ++t) {
+    sizes.Set(static_cast<uint32_t>(t), Napi::Number::New(env, static_cast<double>(layout->size(t))));
   }
   return sizes;
 }
 
 Napi::Value ShadowArena::GetNumel(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), arena_ ? static_cast<double>(arena_->numel()) : 0.0);
+  const ArenaLayout* layout = Layout();
+  return Napi::Number::New(info.Env(), layout ? static_cast<double>(layout->numel()) : 0.0);
 }
 
 Napi::Value ShadowArena::GetByteLength(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), arena_ ? static_cast<double>(arena_->byte_length()) : 0.0);
+  const ArenaLayout* layout = Layout();
+  return Napi::Number::New(info.Env(), layout ? static_cast<double>(layout->byte_length()) : 0.0);
 }
 
 Napi::Value ShadowArena::GetThreads(const Napi::CallbackInfo& info) {
@@ -257,7 +368,7 @@ void ShadowArena::SetThreads(const Napi::CallbackInfo& info, const Napi::Value& 
 }
 
 Napi::Value ShadowArena::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !arena_);
+  return Napi::Boolean::New(info.Env(), Layout() == nullptr);
 }
 
 Napi::Value ShadowArena::GetBusy(const Napi::CallbackInfo& info) {

@@ -1,5 +1,7 @@
-// The JS-visible arena object: one Arena of shadows (or backups) plus the entry points that run
-// the whole-arena kernels over a list of parameter buffers.
+// The JS-visible arena object: one arena of shadows (or backups), in host memory (Arena) or in a
+// CUDA device's memory (DeviceArena), plus the entry points that run the whole-arena kernels over
+// a list of parameter buffers. Every method works on both kinds; parameters are always host
+// typed arrays.
 #pragma once
 
 #include <napi.h>
@@ -8,6 +10,7 @@
 
 #include "../kernels/arena.h"
 #include "../kernels/cpu_ops.h"
+#include "../kernels/cuda/device_arena.h"
 #include "addon_data.h"
 
 namespace model_ema {
@@ -34,10 +37,12 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value ReadBytes(const Napi::CallbackInfo& info);
   Napi::Value WriteBytes(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
+  Napi::Value ToDevice(const Napi::CallbackInfo& info);
   Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 
   Napi::Value GetDType(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value GetSizes(const Napi::CallbackInfo& info);
   Napi::Value GetNumel(const Napi::CallbackInfo& info);
   Napi::Value GetByteLength(const Napi::CallbackInfo& info);
@@ -46,13 +51,20 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
 
-  // The arena, after checking it is neither disposed nor in use by async work.
-  Arena& Usable(Napi::Env env, const char* method);
+  // The arena's layout, after checking it is neither disposed nor in use by async work.
+  const ArenaLayout& Usable(Napi::Env env, const char* method);
+  const ArenaLayout* Layout() const;  // null once disposed
+  Napi::Array SizesArray(Napi::Env env) const;  // empty once disposed
   CpuContext Cpu() const;
+  // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host).
+  Napi::Object NewSibling(Napi::Env env, DType dtype, int device);
   void ReleaseMemory();
 
   AddonData* addon_;
-  std::shared_ptr<Arena> arena_;  // null once disposed
+  // Exactly one of the two is set until dispose() (arena_ for host memory).
+  std::shared_ptr<Arena> arena_;
+  std::shared_ptr<DeviceArena> device_arena_;
+  int device_ = -1;  // CUDA device index, -1 for host memory
   // Parameters snapshotted by updateAsync, reused across calls (fresh pages are expensive).
   std::shared_ptr<Arena> staging_;
   int64_t reported_bytes_ = 0;    // external memory reported to V8

@@ -8,13 +8,9 @@ namespace model_ema {
 
 namespace {
 constexpr size_t kAlignBytes = 64;
-// 64 bytes of the narrowest dtype; a multiple of every dtype's elements per cache line.
-constexpr size_t kAlignElements = 32;
 }  // namespace
 
-void Arena::Free::operator()(void* p) const { std::free(p); }
-
-Arena::Arena(DType dtype, std::vector<size_t> sizes) : dtype_(dtype), sizes_(std::move(sizes)) {
+ArenaLayout::ArenaLayout(DType dtype, std::vector<size_t> sizes) : dtype_(dtype), sizes_(std::move(sizes)) {
   offsets_.reserve(sizes_.size() + 1);
   size_t offset = 0;
   const size_t limit = SIZE_MAX / 8 - kAlignElements;  // keeps byte_length() from overflowing
@@ -25,6 +21,11 @@ Arena::Arena(DType dtype, std::vector<size_t> sizes) : dtype_(dtype), sizes_(std
     offset += (n + kAlignElements - 1) / kAlignElements * kAlignElements;
   }
   offsets_.push_back(offset);
+}
+
+void Arena::Free::operator()(void* p) const { std::free(p); }
+
+Arena::Arena(DType dtype, std::vector<size_t> sizes) : layout_(dtype, std::move(sizes)) {
   size_t bytes = byte_length();
   if (bytes > 0) {
     // calloc rather than aligned_alloc + memset: large blocks come straight from mmap as zero pages,

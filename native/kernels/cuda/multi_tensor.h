@@ -1,0 +1,153 @@
+// Multi-tensor apply, after PyTorch's MultiTensorApply.cuh and apex's multi_tensor_apply.cuh: one
+// kernel launch covers many tensors. The launch's whole work list (a ChunkTable) travels by value
+// as the kernel argument, so there is no device-side table to allocate, upload or free, and the
+// host may refill its table as soon as the launch is queued.
+//
+// Each block handles one chunk of kChunkElements elements of one tensor; its threads stride over
+// the chunk in 16-byte vectors when both pointers allow, then finish the tail element by element.
+// The per-element math is the functors of element_ops.h, exactly as the CPU loops use them.
+//
+// Plain C++ as well as CUDA: the block functions take the block and thread indices as arguments,
+// so host_emulation_test.cc can run every block of a table on the CPU and check the indexing,
+// vectorising and tail logic against the CPU kernels without a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../element_ops.h"
+#include "../host_device.h"
+
+namespace model_ema {
+namespace multi_tensor {
+
+constexpr int kBlockThreads = 256;
+// A multiple of kBlockThreads times the widest vector (8 elements), so that every chunk but a
+// tensor's last is covered by whole vectors and chunk starts keep the tensor's alignment.
+constexpr int64_t kChunkElements = 8192;
+constexpr int kMaxTensors = 128;
+constexpr int32_t kMaxBlocksPerTable = 1 << 20;
+
+struct ChunkTable {
+  void* dst[kMaxTensors];        // null for reductions
+  const void* src[kMaxTensors];
+  int64_t count[kMaxTensors];    // elements
+  // The block-to-(tensor, chunk) map: block b works on tensor t where
+  // first_block[t] <= b < first_block[t + 1], on its chunk b - first_block[t].
+  int32_t first_block[kMaxTensors + 1];
+  int32_t tensors;
+};
+// Kernel arguments were limited to 4 KiB before CUDA 12.1; stay below that with room to spare.
+static_assert(sizeof(ChunkTable) <= 3700, "ChunkTable must fit in the kernel argument space");
+
+struct BlockWork {
+  int tensor;
+  int64_t first;  // element offset of the chunk in the tensor
+  int64_t count;  // elements in the chunk
+};
+
+MODEL_EMA_HD_INLINE BlockWork WorkOfBlock(const ChunkTable& table, int32_t block) {
+  int lo = 0, hi = table.tensors - 1;  // the last tensor whose first block is <= block
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (table.first_block[mid] <= block) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  int64_t first = static_cast<int64_t>(block - table.first_block[lo]) * kChunkElements;
+  int64_t count = table.count[lo] - first;
+  return {lo, first, count < kChunkElements ? count : kChunkElements};
+}
+
+// E elements loaded or stored as one aligned access (16 bytes for the narrower of two types,
+// several 16-byte accesses for the wider one).
+template <typename T, int E>
+struct alignas(sizeof(T) * E) Pack {
+  T v[E];
+};
+
+// A constant, not a function: device code may not call a host constexpr function.
+template <typename A, typename B>
+constexpr int kPackElements = static_cast<int>(16 / (sizeof(A) < sizeof(B) ? sizeof(A) : sizeof(B)));
+
+template <typename T, int E>
+MODEL_EMA_HD_INLINE bool PackAligned(const T* p) {
+  return reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T, E>) == 0;
+}
+
+// This thread's share of dst[i] = f(src[i]) (or f(dst[i], src[i]) when kReadsDst) over n elements.
+template <bool kReadsDst, typename D, typename S, typename F>
+MODEL_EMA_HD_INLINE void TransformChunk(D* dst, const S* src, int64_t n, int thread, int threads, const F& f) {
+  constexpr int E = kPackElements<D, S>;
+  int64_t vector_end = 0;
+  if (PackAligned<D, E>(dst) && PackAligned<S, E>(src)) {
+    vector_end = n / E * E;
+    Pack<D, E>* dst_packs = reinterpret_cast<Pack<D, E>*>(dst);
+    const Pack<S, E>* src_packs = reinterpret_cast<const Pack<S, E>*>(src);
+    for (int64_t i = thread; i < n / E; i += threads) {
+      const Pack<S, E> s = src_packs[i];
+      Pack<D, E> d;
+      if constexpr (kReadsDst) d = dst_packs[i];
+      for (int k = 0; k < E; ++k) {
+        if constexpr (kReadsDst) {
+          d.v[k] = f(d.v[k], s.v[k]);
+        } else {
+          d.v[k] = f(s.v[k]);
+        }
+      }
+      dst_packs[i] = d;
+    }
+  }
+  for (int64_t i = vector_end + thread; i < n; i += threads) {
+    if constexpr (kReadsDst) {
+      dst[i] = f(dst[i], src[i]);
+    } else {
+      dst[i] = f(src[i]);
+    }
+  }
+}
+
+// shadow = shadow - (1 - decay) * (shadow - param) over one block's chunk.
+template <typename S, typename P>
+MODEL_EMA_HD_INLINE void UpdateBlock(const ChunkTable& table, int32_t block, int thread, int threads,
+                                     const UpdateShadow<S, P>& op) {
+  const BlockWork w = WorkOfBlock(table, block);
+  TransformChunk<true>(static_cast<S*>(table.dst[w.tensor]) + w.first,
+                       static_cast<const P*>(table.src[w.tensor]) + w.first, w.count, thread, threads, op);
+}
+
+// dst = src converted: parameters into an arena, an arena into parameters, or arena to arena.
+template <typename From, typename To>
+MODEL_EMA_HD_INLINE void ConvertBlock(const ChunkTable& table, int32_t block, int thread, int threads) {
+  const BlockWork w = WorkOfBlock(table, block);
+  TransformChunk<false>(static_cast<To*>(table.dst[w.tensor]) + w.first,
+                        static_cast<const From*>(table.src[w.tensor]) + w.first, w.count, thread, threads,
+                        ConvertElement<From, To>{});
+}
+
+// How many of this thread's elements of the block's chunk are NaN or infinite.
+template <typename S>
+MODEL_EMA_HD_INLINE uint32_t CountNonFiniteBlock(const ChunkTable& table, int32_t block, int thread,
+                                                 int threads) {
+  const BlockWork w = WorkOfBlock(table, block);
+  const S* src = static_cast<const S*>(table.src[w.tensor]) + w.first;
+  const IsFiniteElement<S> finite{};
+  constexpr int E = kPackElements<S, S>;
+  uint32_t count = 0;
+  int64_t vector_end = 0;
+  if (PackAligned<S, E>(src)) {
+    vector_end = w.count / E * E;
+    const Pack<S, E>* packs = reinterpret_cast<const Pack<S, E>*>(src);
+    for (int64_t i = thread; i < w.count / E; i += threads) {
+      const Pack<S, E> s = packs[i];
+      for (int k = 0; k < E; ++k) count += finite(s.v[k]) ? 0u : 1u;
+    }
+  }
+  for (int64_t i = vector_end + thread; i < w.count; i += threads) count += finite(src[i]) ? 0u : 1u;
+  return count;
+}
+
+}  // namespace multi_tensor
+}  // namespace model_ema
