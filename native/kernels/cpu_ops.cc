@@ -28,8 +28,9 @@ void ForEachPiece(const CpuContext& cpu, const Arena& arena, const Piece& piece)
     size_t per_part = (total / parts + kSplitGranule - 1) / kSplitGranule * kSplitGranule;
     size_t begin = std::min(total, per_part * part);
     size_t end = part + 1 == parts ? total : std::min(total, per_part * (part + 1));
-    // First tensor whose padded range reaches past `begin`.
-    size_t t = std::upper_bound(offsets.begin(), offsets.end() - 1, begin) - offsets.begin() - 1;
+    // Last tensor starting at or before `begin` (or the first, when padding precedes it).
+    size_t t = std::upper_bound(offsets.begin(), offsets.end() - 1, begin) - offsets.begin();
+    t = t > 0 ? t - 1 : 0;
     for (; t < arena.tensor_count() && offsets[t] < end; ++t) {
       size_t lo = std::max(begin, offsets[t]) - offsets[t];
       size_t hi = std::min(end, offsets[t] + arena.size(t));
