@@ -121,6 +121,41 @@ describe('ShadowArena argument checks', () => {
     arena.dispose();
   });
 
+  test('JS run by array getters cannot pull the arena out from under a call', () => {
+    // Reading params[1] runs a getter that disposes the arena, starts an async update on it, or
+    // detaches a buffer already looked at: each must end in an error, never a crash.
+    const withGetter = (get: () => Float32Array) => {
+      const arr: Float32Array[] = [new Float32Array(3)];
+      Object.defineProperty(arr, 1, { get });
+      return arr;
+    };
+    const a = arenaWithValues();
+    const disposing = withGetter(() => {
+      a.dispose();
+      for (let i = 0; i < 50; i++) new binding.ShadowArena('float32', [0, 0]); // reuse the freed memory
+      return new Float32Array(5);
+    });
+    expect(thrown(() => a.copyTo(disposing)).message).toMatch(/disposed/);
+
+    const b = arenaWithValues();
+    const starting = withGetter(() => {
+      void b.updateAsync(good(), 0.5);
+      return new Float32Array(5);
+    });
+    expect(thrown(() => b.updateAsync(starting, 0.5)).message).toMatch(/updateAsync\(\) on this arena is running/);
+
+    const c = arenaWithValues();
+    const first = new Float32Array(3);
+    const detaching = [first] as Float32Array[];
+    Object.defineProperty(detaching, 1, {
+      get: () => {
+        structuredClone(first.buffer, { transfer: [first.buffer] });
+        return new Float32Array(5);
+      },
+    });
+    expectUnchanged(c, () => c.update(detaching, 0.5), 'RangeError', /params\[0\] but received 0 \(its buffer was detached\)/);
+  });
+
   test('updateAsync validates synchronously and leaves the arena idle on bad input', () => {
     const arena = arenaWithValues();
     expectUnchanged(arena, () => arena.updateAsync([new Float32Array(3)], 0.5), 'RangeError', /Expected 2 parameters/);

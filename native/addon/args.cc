@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
 
 namespace model_ema {
 
@@ -131,19 +132,30 @@ int ParseDevice(const Napi::Value& value, const char* arg, bool optional) {
   return static_cast<int>(v);
 }
 
-std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const ArenaLayout& arena) {
+std::vector<Napi::Value> ParamItems(const Napi::Value& value, const char* arg, size_t count) {
   Napi::Env env = value.Env();
   if (!value.IsArray()) ThrowTypeError(env, "an array of Float32Array or Float64Array", arg, value);
   auto array = value.As<Napi::Array>();
-  if (array.Length() != arena.tensor_count()) {
-    ThrowRangeError(env, std::to_string(arena.tensor_count()) + " parameters", arg,
-                    std::to_string(array.Length()));
+  const uint32_t length = array.Length();
+  if (length != count) {
+    ThrowRangeError(env, std::to_string(count) + " parameters", arg, std::to_string(length));
+  }
+  std::vector<Napi::Value> items;
+  items.reserve(length);
+  for (uint32_t i = 0; i < length; ++i) items.push_back(array.Get(i));  // may run getters
+  return items;
+}
+
+std::vector<ParamBuffer> ParseParams(Napi::Env env, const std::vector<Napi::Value>& items,
+                                     const char* arg, const ArenaLayout& arena) {
+  if (items.size() != arena.tensor_count()) {
+    throw std::logic_error("ParseParams: item count does not match the arena");  // ParamItems checked
   }
   std::vector<ParamBuffer> params;
-  params.reserve(array.Length());
-  for (uint32_t i = 0; i < array.Length(); ++i) {
+  params.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
     std::string name = std::string(arg) + "[" + std::to_string(i) + "]";
-    Napi::Value item = array.Get(i);
+    const Napi::Value& item = items[i];
     if (!item.IsTypedArray()) ThrowTypeError(env, "a Float32Array or Float64Array", name, item);
     napi_typedarray_type type;
     size_t length;

@@ -37,8 +37,15 @@ std::vector<size_t> ParseSizes(const Napi::Value& value, const char* arg);
 // A CUDA device index, or -1 for host memory (null; undefined too when `optional`).
 int ParseDevice(const Napi::Value& value, const char* arg, bool optional);
 
-// An array of Float32Array/Float64Array with one entry per tensor of `arena` and matching lengths.
+// Parameters are read in two phases because reading an array's items can run JS (index getters),
+// and that JS may dispose the arena, start an async update on it or detach a buffer already
+// looked at. Phase 1: the `count` items of a JS array (getters run here). The caller then checks
+// its own state again (ShadowArena::Usable) before phase 2.
+std::vector<Napi::Value> ParamItems(const Napi::Value& value, const char* arg, size_t count);
+
+// Phase 2, where no JS runs: each item a Float32Array/Float64Array with its tensor's length.
 // Nothing is kept: the pointers are valid only until JS runs again.
-std::vector<ParamBuffer> ParseParams(const Napi::Value& value, const char* arg, const ArenaLayout& arena);
+std::vector<ParamBuffer> ParseParams(Napi::Env env, const std::vector<Napi::Value>& items,
+                                     const char* arg, const ArenaLayout& arena);
 
 }  // namespace model_ema

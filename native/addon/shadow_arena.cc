@@ -144,8 +144,9 @@ Napi::Object ShadowArena::NewSibling(Napi::Env env, DType dtype, int device) {
 }
 
 Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
-  const ArenaLayout& layout = Usable(info.Env(), "update");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "update").tensor_count());
+  const ArenaLayout& layout = Usable(info.Env(), "update");  // again: the items' getters ran JS
+  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
   double decay = ParseDecay(info[1], "decay");
   if (device_arena_) {
     device_arena_->Update(Cpu(), params, decay);
@@ -157,8 +158,9 @@ Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
 
 Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const ArenaLayout& layout = Usable(env, "updateAsync");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(env, "updateAsync").tensor_count());
+  const ArenaLayout& layout = Usable(env, "updateAsync");  // again: the items' getters ran JS
+  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
   double decay = ParseDecay(info[1], "decay");
 
   // Snapshot the parameters now: once this returns, the caller may change, detach or transfer its
@@ -184,8 +186,9 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::CopyFrom(const Napi::CallbackInfo& info) {
-  const ArenaLayout& layout = Usable(info.Env(), "copyFrom");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "copyFrom").tensor_count());
+  const ArenaLayout& layout = Usable(info.Env(), "copyFrom");  // again: the items' getters ran JS
+  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
   if (device_arena_) {
     device_arena_->LoadParams(Cpu(), params);
   } else {
@@ -195,8 +198,9 @@ Napi::Value ShadowArena::CopyFrom(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::CopyTo(const Napi::CallbackInfo& info) {
-  const ArenaLayout& layout = Usable(info.Env(), "copyTo");
-  std::vector<ParamBuffer> params = ParseParams(info[0], "params", layout);
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "copyTo").tensor_count());
+  const ArenaLayout& layout = Usable(info.Env(), "copyTo");  // again: the items' getters ran JS
+  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
   if (device_arena_) {
     device_arena_->StoreParams(Cpu(), params);
   } else {
