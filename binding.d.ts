@@ -30,7 +30,7 @@ export declare class ShadowArena {
   readonly sizes: number[];
   /** Total elements. */
   readonly numel: number;
-  /** Bytes of native (host or device) memory held by the arena itself (tensors are padded to 64 bytes). */
+  /** Bytes of native (host or device) memory held by the arena itself (tensors start on 64-byte boundaries, large ones half a page into a page). */
   readonly byteLength: number;
   /** Threads one call may use, 1 to cpuInfo().threads. */
   threads: number;

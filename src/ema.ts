@@ -15,7 +15,7 @@ import { checkUnitInterval, expectedTypeError } from './errors';
 import { binding, ShadowArena, StorageDType } from './native';
 import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
-import { AveragedParametersScope, runInScope, ScopeOrderError } from './scope';
+import { AveragedParametersScope, runInScope } from './scope';
 import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
 
 export interface EmaOptions {
@@ -39,18 +39,34 @@ function backupDType(arrays: readonly ParamArray[], storage: StorageDType): Stor
   return storage === 'float64' || arrays.some((a) => types.isFloat64Array(a)) ? 'float64' : 'float32';
 }
 
+// A new arena, filled by `fill`; disposed at once if filling fails, rather than left to the GC.
+function filledArena(dtype: StorageDType, sizes: readonly number[], device: number | null, fill: (arena: ShadowArena) => void): ShadowArena {
+  const arena = new binding.ShadowArena(dtype, sizes, device);
+  try {
+    fill(arena);
+  } catch (error) {
+    arena.dispose();
+    throw error;
+  }
+  return arena;
+}
+
 // `device`: where the arena lives (null: host memory). store()'s backup lives with the shadows; a
 // scope's short-lived backup stays in host memory, next to the parameters it restores.
 function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[], device: number | null = null): ShadowArena {
-  const arena = new binding.ShadowArena(backupDType(arrays, storage), sizes, device);
-  arena.copyFrom(arrays);
-  return arena;
+  return filledArena(backupDType(arrays, storage), sizes, device, (arena) => arena.copyFrom(arrays));
+}
+
+/** A scope still open, with the raw values it will put back. */
+interface OpenScope {
+  scope: AveragedParametersScope;
+  backup: ShadowArena;
+  parameters: ResolvedParameters;
 }
 
 // A new arena holding raw little-endian tensors of `dtype`, converted to `target` if it differs.
 function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType, device: number | null): ShadowArena {
-  const arena = new binding.ShadowArena(dtype, sizes, device);
-  tensors.forEach((bytes, i) => arena.writeBytes(i, bytes));
+  const arena = filledArena(dtype, sizes, device, (a) => tensors.forEach((bytes, i) => a.writeBytes(i, bytes)));
   if (dtype === target) return arena;
   try {
     return arena.cast(target);
@@ -79,7 +95,7 @@ export class ExponentialMovingAverage implements Disposable {
   #collected: ShadowArena | null = null;
   readonly #sizes: readonly number[];
   readonly #registered: RegisteredParameters;
-  readonly #scopes: AveragedParametersScope[] = [];
+  readonly #scopes: OpenScope[] = [];
   #queue: Promise<void> = Promise.resolve();
   #asyncInFlight = 0;
 
@@ -101,11 +117,10 @@ export class ExponentialMovingAverage implements Disposable {
         throw new TypeError(`parameters[${i}] is a typed array whose buffer was detached (transferred away)`);
       }
     });
-    const resolved = new ResolvedParameters(entries, entries.map((e) => e.kind.numel(e.value)), 'parameters');
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#numUpdates = useNumUpdates ? 0 : null;
-    this.#shadows = new binding.ShadowArena(dtype, this.#sizes, deviceIndex(device));
-    this.#shadows.copyFrom(resolved.read());
+    const values = entries.map((e) => e.kind.read(e.value));
+    this.#shadows = filledArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values));
     this.#device = device;
     this.#registered = new RegisteredParameters(entries);
   }
@@ -217,23 +232,45 @@ export class ExponentialMovingAverage implements Disposable {
     const shadows = this.#idle('averageParameters()');
     const resolved = this.#resolve(parameters, 'averageParameters()');
     const backup = snapshot(resolved.read(), shadows.dtype, this.#sizes);
-    resolved.write((targets) => shadows.copyTo(targets));
-    // The scope keeps the resolved parameters (strongly, for its short life) to restore into them.
-    const scope = new AveragedParametersScope((closing) => {
-      if (this.#scopes[this.#scopes.length - 1] !== closing) {
-        throw new ScopeOrderError('averageParameters(): scopes must be closed innermost first; close the inner scope, then this one');
-      }
-      this.#scopes.pop();
+    try {
+      resolved.write((targets) => shadows.copyTo(targets));
+    } catch (error) {
       try {
-        new ResolvedParameters([...resolved.entries], this.#sizes, 'the scope\'s parameters').write((targets) =>
-          backup.copyTo(targets),
-        );
+        resolved.write((targets) => backup.copyTo(targets)); // undo what was written, if anything
       } finally {
         backup.dispose();
       }
-    });
-    this.#scopes.push(scope);
+      throw error;
+    }
+    // The scope keeps the resolved parameters (strongly, for its short life) to restore into them.
+    const scope = new AveragedParametersScope((closing) => this.#closeScope(closing));
+    this.#scopes.push({ scope, backup, parameters: resolved });
     return scope;
+  }
+
+  // Closing the innermost scope writes its backup back. Closing another one (async callbacks
+  // overlap and finish in any order) writes nothing: the parameters hold what the scope opened
+  // just after it swapped in, so that scope inherits this backup, the raw values, to restore later.
+  #closeScope(closing: AveragedParametersScope): void {
+    const index = this.#scopes.findIndex((open) => open.scope === closing);
+    if (index === -1) return; // closed already, by a restore that failed midway
+    const open = this.#scopes[index];
+    if (index < this.#scopes.length - 1) {
+      const next = this.#scopes[index + 1];
+      next.backup.dispose(); // it held this scope's averaged values
+      next.backup = open.backup;
+      this.#scopes.splice(index, 1);
+      return;
+    }
+    // Checked before anything changes: if the parameters cannot take the values (a buffer was
+    // detached, a variable disposed), the scope stays open and its backup is kept.
+    const target = new ResolvedParameters([...open.parameters.entries], this.#sizes, "the scope's parameters");
+    this.#scopes.pop();
+    try {
+      target.write((targets) => open.backup.copyTo(targets));
+    } finally {
+      open.backup.dispose();
+    }
   }
 
   /** Runs `fn` (sync or async) with the averaged weights swapped in; restores however it ends. */
@@ -289,7 +326,12 @@ export class ExponentialMovingAverage implements Disposable {
     const shadows = this.#idle('loadStateDict()');
     const valid = validateStateDict(state, this.#sizes);
     const collected = valid.collectedParams && snapshot(valid.collectedParams, shadows.dtype, this.#sizes, shadows.device);
-    shadows.copyFrom(valid.shadowParams);
+    try {
+      shadows.copyFrom(valid.shadowParams);
+    } catch (error) {
+      collected?.dispose();
+      throw error;
+    }
     this.#collected?.dispose();
     this.#collected = collected;
     this.#decay = valid.decay;
@@ -311,7 +353,7 @@ export class ExponentialMovingAverage implements Disposable {
     if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
     return this.#enqueue(async () => {
       this.#open('load()');
-      this.#applyCheckpoint(await loadCheckpoint(path, { names: this.#registered.names, sizes: this.#sizes }));
+      this.#applyCheckpoint(await loadCheckpoint(path, { names: this.#registered.names, sizes: this.#sizes }), 'load()');
     });
   }
 
@@ -324,7 +366,7 @@ export class ExponentialMovingAverage implements Disposable {
   deserialize(bytes: Uint8Array): void {
     this.#idle('deserialize()');
     if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
-    this.#applyCheckpoint(deserializeCheckpoint(bytes, { names: this.#registered.names, sizes: this.#sizes }));
+    this.#applyCheckpoint(deserializeCheckpoint(bytes, { names: this.#registered.names, sizes: this.#sizes }), 'deserialize()');
   }
 
   /** Frees the native memory now. Later calls throw (dispose() itself may be repeated). */
@@ -360,8 +402,8 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   // Builds the new arenas first; only then swaps them in (all-or-nothing).
-  #applyCheckpoint(decoded: DecodedCheckpoint): void {
-    const current = this.#open('load()');
+  #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
+    const current = this.#open(operation);
     const shadows = arenaFromBytes(decoded.dtype, decoded.shadow, this.#sizes, current.dtype, current.device);
     let collected: ShadowArena | null = null;
     try {
@@ -390,11 +432,13 @@ export class ExponentialMovingAverage implements Disposable {
         this.#asyncInFlight -= 1;
       }
     };
-    const result = this.#asyncInFlight++ === 0 ? run() : this.#queue.then(run);
-    this.#queue = result.then(
-      () => undefined,
-      () => undefined,
-    );
+    // The queue moves on before `run` starts: a call made while it runs synchronously (from a
+    // parameters iterable, say) must line up behind it, not beside it.
+    const previous = this.#queue;
+    let settled!: () => void;
+    this.#queue = new Promise<void>((resolve) => (settled = resolve));
+    const result = this.#asyncInFlight++ === 0 ? run() : previous.then(run);
+    result.then(settled, settled);
     return result;
   }
 

@@ -2,13 +2,10 @@
 // backed the raw weights up and copied the shadows in; closing the scope puts the raw weights back.
 
 /**
- * What a scope runs when it closes; supplied by the EMA that opened it. Throwing a ScopeOrderError
- * means "not now" (the scope stays open); any other outcome closes the scope.
+ * What a scope runs when it closes; supplied by the EMA that opened it. When it throws, the scope
+ * stays open (the EMA decides what a retry does).
  */
 export type CloseScope = (scope: AveragedParametersScope) => void;
-
-/** A scope was closed while a scope opened after it is still open. */
-export class ScopeOrderError extends Error {}
 
 /**
  * Returned by `ema.averageParameters()`: while open, the parameters hold the averaged weights.
@@ -32,14 +29,7 @@ export class AveragedParametersScope implements Disposable {
   restore(): void {
     const close = this.#close;
     if (close === null) return;
-    try {
-      close(this);
-    } catch (error) {
-      // Out of order: nothing happened, so the scope stays open to be closed properly later.
-      // Any other failure happened mid-restore: the scope is closed, half-open would be worse.
-      if (!(error instanceof ScopeOrderError)) this.#close = null;
-      throw error;
-    }
+    close(this);
     this.#close = null;
   }
 

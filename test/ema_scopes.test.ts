@@ -118,26 +118,48 @@ describe('nested scopes', () => {
     }
   });
 
-  test('closing the outer scope before the inner one throws and writes nothing', () => {
-    const { ema, params } = setup();
-    const outer = ema.averageParameters();
-    const inner = ema.averageParameters();
-    const inside = copyAll(params);
-    expectError(() => outer.restore(), { name: 'Error', message: [/innermost first/] });
-    expectValues(params, inside, 'after the refused close');
-    inner.restore();
-  });
-
-  test('after a refused out-of-order close the outer scope is still open and can restore the raw values', () => {
+  test('closing the outer scope first writes nothing; closing the inner one then restores the raw values', () => {
     const { ema, params, raw } = setup();
     const outer = ema.averageParameters();
     const inner = ema.averageParameters();
-    expect(() => outer.restore()).toThrow();
-    expect(outer.closed).toBe(false);
-    inner.restore();
+    const inside = copyAll(params);
     outer.restore();
-    expectValues(params, raw, 'after closing both in order');
+    expect(outer.closed).toBe(true);
+    expectValues(params, inside, 'after closing the outer scope first');
+    expect(() => ema.update()).toThrow(/scope is open/);
+    inner.restore();
+    expectValues(params, raw, 'after closing the inner scope last');
     ema.update(); // no scope is left open
+  });
+
+  test('overlapping async evaluations that finish in any order leave the raw values', async () => {
+    const { ema, params, raw } = setup();
+    const mean = averaged(ema, params);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const first = ema.withAveragedParameters(async () => {
+      await sleep(5);
+      expectValues(params, mean, 'inside the first evaluation');
+      return 'first';
+    });
+    const second = ema.withAveragedParameters(async () => {
+      await sleep(30);
+      expectValues(params, mean, 'inside the second evaluation');
+      return 'second';
+    });
+    await expect(Promise.all([first, second])).resolves.toEqual(['first', 'second']);
+    expectValues(params, raw, 'after both evaluations');
+    ema.update();
+  });
+
+  test('a restore into a detached parameter throws, writes nothing and keeps the scope open', () => {
+    const { ema, params } = setup();
+    const scope = ema.averageParameters();
+    const mean = averaged(ema, params);
+    const taken = params[0].buffer as ArrayBuffer;
+    structuredClone(taken, { transfer: [taken] });
+    expect(() => scope.restore()).toThrow(/detached/);
+    expect(scope.closed).toBe(false);
+    expectBitsEqual(params[1], mean[1], 'the healthy parameter, untouched by the failed restore');
   });
 });
 

@@ -1,6 +1,7 @@
 // One contiguous, owned, zero-filled block holding a tensor list in one storage dtype: the shadows of an EMA,
 // or a backup of parameter values. Each tensor starts on a 64-byte boundary so that the vector
-// stores of the update never straddle cache lines at a tensor's head.
+// stores of the update never straddle cache lines at a tensor's head; large tensors start half a
+// page into a page (see ArenaLayout).
 #pragma once
 
 #include <cstddef>

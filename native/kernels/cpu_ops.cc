@@ -8,7 +8,8 @@ namespace model_ema {
 namespace {
 
 // Piece boundaries fall on multiples of this many elements so that two threads never write the
-// same cache line.
+// same cache line of the arena (parameter buffers written by copyTo may still share one: slower,
+// never wrong).
 constexpr size_t kSplitGranule = 64;
 
 // Splits the arena's padded element range evenly between threads and calls

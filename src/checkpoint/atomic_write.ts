@@ -51,7 +51,10 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const temporary = temporaryPathFor(path.resolve(target));
   // 'wx': fail rather than write into a file someone else created under our unique name.
-  let file: FileHandle | null = await open(temporary, 'wx');
+  let file: FileHandle | null = await open(temporary, 'wx').catch((error: unknown) => {
+    // Name the file the caller asked for, not our hidden temporary one.
+    throw new Error(`Cannot save to '${target}': ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  });
   try {
     let length = 0;
     const handle = file;
