@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import {
   DTYPE_BYTES,
-  describe,
+  describeJsonValue,
   parseSafetensors,
   readSafetensorsFile,
   serializeSafetensors,
@@ -103,24 +103,24 @@ export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSou
   const cannot = (what: string): never => {
     throw new Error(`Cannot write model-ema checkpoint: ${what}`);
   };
-  if (typeof decay !== 'number' || !(decay >= 0 && decay <= 1)) cannot(`decay must be a number in [0, 1], received ${describe(decay)}`);
+  if (typeof decay !== 'number' || !(decay >= 0 && decay <= 1)) cannot(`decay must be a number in [0, 1], received ${describeJsonValue(decay)}`);
   if (numUpdates !== null && !(Number.isSafeInteger(numUpdates) && numUpdates >= 0)) {
-    cannot(`numUpdates must be null or a non-negative integer, received ${describe(numUpdates)}`);
+    cannot(`numUpdates must be null or a non-negative integer, received ${describeJsonValue(numUpdates)}`);
   }
-  if (!Object.hasOwn(SAFETENSORS_DTYPE, dtype)) cannot(`unknown dtype ${describe(dtype)}`);
+  if (!Object.hasOwn(SAFETENSORS_DTYPE, dtype)) cannot(`unknown dtype ${describeJsonValue(dtype)}`);
   if (!Array.isArray(names) || !names.every((n) => n === null || typeof n === 'string')) cannot('names must be an array of strings or null');
-  if (!Array.isArray(sizes) || sizes.length !== names.length) cannot(`${names.length} names but ${describe(sizes)} sizes`);
-  if (shapes !== undefined && (!Array.isArray(shapes) || shapes.length !== names.length)) cannot(`${names.length} names but shapes ${describe(shapes)}`);
+  if (!Array.isArray(sizes) || sizes.length !== names.length) cannot(`${names.length} names but ${describeJsonValue(sizes)} sizes`);
+  if (shapes !== undefined && (!Array.isArray(shapes) || shapes.length !== names.length)) cannot(`${names.length} names but shapes ${describeJsonValue(shapes)}`);
   if (collected !== null && collected.dtype !== 'float32' && collected.dtype !== 'float64') {
-    cannot(`collected dtype must be float32 or float64, received ${describe(collected.dtype)}`);
+    cannot(`collected dtype must be float32 or float64, received ${describeJsonValue(collected.dtype)}`);
   }
   const shapeOf = (index: number): number[] => {
     const size = sizes[index];
-    if (!Number.isSafeInteger(size) || size < 0) cannot(`size of parameter ${index} is ${describe(size)}`);
+    if (!Number.isSafeInteger(size) || size < 0) cannot(`size of parameter ${index} is ${describeJsonValue(size)}`);
     const shape = shapes?.[index];
     if (shape === undefined || shape === null) return [size];
     if (!Array.isArray(shape) || shape.reduce((n, d) => n * d, 1) !== size) {
-      cannot(`shape ${describe(shape)} of parameter ${index} does not hold its ${size} elements`);
+      cannot(`shape ${describeJsonValue(shape)} of parameter ${index} does not hold its ${size} elements`);
     }
     return [...shape];
   };
@@ -194,18 +194,18 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
     return value;
   };
   const format = field('format');
-  if (format !== CHECKPOINT_FORMAT) fail(`metadata format is ${describe(format)}, expected "${CHECKPOINT_FORMAT}" (not a model-ema checkpoint)`);
+  if (format !== CHECKPOINT_FORMAT) fail(`metadata format is ${describeJsonValue(format)}, expected "${CHECKPOINT_FORMAT}" (not a model-ema checkpoint)`);
   const version = field('format_version');
   if (version !== CHECKPOINT_FORMAT_VERSION) {
-    fail(`metadata format_version is ${describe(version)}; this version of model-ema reads "${CHECKPOINT_FORMAT_VERSION}"`);
+    fail(`metadata format_version is ${describeJsonValue(version)}; this version of model-ema reads "${CHECKPOINT_FORMAT_VERSION}"`);
   }
   const decay = parseDecay(field('decay'));
   const numUpdates = parseNumUpdates(field('num_updates'));
   const dtype = field('dtype');
-  if (!Object.hasOwn(SAFETENSORS_DTYPE, dtype)) fail(`metadata dtype is ${describe(dtype)}, expected float32, float64, float16 or bfloat16`);
+  if (!Object.hasOwn(SAFETENSORS_DTYPE, dtype)) fail(`metadata dtype is ${describeJsonValue(dtype)}, expected float32, float64, float16 or bfloat16`);
   const collectedField = field('collected_dtype');
   if (collectedField !== 'none' && collectedField !== 'float32' && collectedField !== 'float64') {
-    fail(`metadata collected_dtype is ${describe(collectedField)}, expected none, float32 or float64`);
+    fail(`metadata collected_dtype is ${describeJsonValue(collectedField)}, expected none, float32 or float64`);
   }
   const collectedDType = collectedField === 'none' ? null : collectedField;
   checkNames(field('names'), expected.names);
@@ -216,25 +216,25 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
 
   const byName = new Map<string, TensorInfo>();
   for (const t of header.tensors) {
-    if (byName.has(t.name)) fail(`tensor ${describe(t.name)} appears twice`);
+    if (byName.has(t.name)) fail(`tensor ${describeJsonValue(t.name)} appears twice`);
     byName.set(t.name, t);
   }
   const keys = parameterKeys(expected.names);
   const shadowNames = keys.map((k) => `shadow.${k}`);
   const collectedNames = collectedDType && keys.map((k) => `collected.${k}`);
   const wanted = new Set([...shadowNames, ...(collectedNames ?? [])]);
-  for (const name of wanted) if (!byName.has(name)) fail(`tensor ${describe(name)} is missing`);
+  for (const name of wanted) if (!byName.has(name)) fail(`tensor ${describeJsonValue(name)} is missing`);
   for (const name of byName.keys()) {
-    if (!wanted.has(name)) fail(`unexpected tensor ${describe(name)} (collected_dtype is ${collectedField}; this EMA has ${keys.length} parameters)`);
+    if (!wanted.has(name)) fail(`unexpected tensor ${describeJsonValue(name)} (collected_dtype is ${collectedField}; this EMA has ${keys.length} parameters)`);
   }
   const checkGroup = (names: string[], type: SafetensorsDType, dtypeField: string): void =>
     names.forEach((name, index) => {
       const { dtype: found, shape } = byName.get(name)!;
-      if (found !== type) fail(`tensor ${describe(name)} has dtype ${describe(found)} but metadata ${dtypeField} requires ${type}`);
+      if (found !== type) fail(`tensor ${describeJsonValue(name)} has dtype ${describeJsonValue(found)} but metadata ${dtypeField} requires ${type}`);
       const numel = shape.reduce((n, d) => n * d, 1);
       if (numel !== expected.sizes[index]) {
-        const label = expected.names[index] === null ? 'unnamed' : describe(expected.names[index]);
-        fail(`tensor ${describe(name)} has ${numel} elements but parameter ${index} (${label}) of this EMA has ${expected.sizes[index]}`);
+        const label = expected.names[index] === null ? 'unnamed' : describeJsonValue(expected.names[index]);
+        fail(`tensor ${describeJsonValue(name)} has ${numel} elements but parameter ${index} (${label}) of this EMA has ${expected.sizes[index]}`);
       }
     });
   checkGroup(shadowNames, SAFETENSORS_DTYPE[dtype as StorageDType], `dtype ${dtype}`);
@@ -255,8 +255,8 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
     names.map((name) => {
       const { dtype, shape, bytes } = data.get(name)!;
       // parseSafetensors guarantees this; a hand-built ParsedSafetensors may not.
-      if (bytes.length !== shape.reduce((n, d) => n * d, DTYPE_BYTES[dtype])) fail(`tensor ${describe(name)} has ${bytes.length} bytes, which does not match its shape`);
-      if (sha256(bytes) !== header.digests.get(name)) fail(`checksum of tensor ${describe(name)} does not match its data (corrupted, or swapped with another tensor)`);
+      if (bytes.length !== shape.reduce((n, d) => n * d, DTYPE_BYTES[dtype])) fail(`tensor ${describeJsonValue(name)} has ${bytes.length} bytes, which does not match its shape`);
+      if (sha256(bytes) !== header.digests.get(name)) fail(`checksum of tensor ${describeJsonValue(name)} does not match its data (corrupted, or swapped with another tensor)`);
       return bytes;
     });
   return {
@@ -312,14 +312,14 @@ const DECIMAL = /^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 
 function parseDecay(text: string): number {
   const value = DECIMAL.test(text) ? Number(text) : NaN;
-  if (!(value >= 0 && value <= 1)) fail(`metadata decay is ${describe(text)}, expected a decimal number in [0, 1]`);
+  if (!(value >= 0 && value <= 1)) fail(`metadata decay is ${describeJsonValue(text)}, expected a decimal number in [0, 1]`);
   return value;
 }
 
 function parseNumUpdates(text: string): number | null {
   if (text === 'null') return null;
   const value = /^(?:0|[1-9][0-9]*)$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(value)) fail(`metadata num_updates is ${describe(text)}, expected "null" or a non-negative integer`);
+  if (!Number.isSafeInteger(value)) fail(`metadata num_updates is ${describeJsonValue(text)}, expected "null" or a non-negative integer`);
   return value;
 }
 
@@ -327,29 +327,29 @@ function parseJson(text: string, field: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    return fail(`metadata ${field} is not valid JSON: ${describe(text)}`);
+    return fail(`metadata ${field} is not valid JSON: ${describeJsonValue(text)}`);
   }
 }
 
 function checkNames(text: string, expected: readonly (string | null)[]): void {
   const names = parseJson(text, 'names');
   if (!Array.isArray(names) || !names.every((n) => n === null || typeof n === 'string')) {
-    fail(`metadata names must be a JSON array of strings and nulls, found ${describe(text)}`);
+    fail(`metadata names must be a JSON array of strings and nulls, found ${describeJsonValue(text)}`);
   }
   if (names.length !== expected.length) fail(`the checkpoint has ${names.length} parameters but this EMA has ${expected.length}`);
   names.forEach((name: string | null, i) => {
-    if (name !== expected[i]) fail(`parameter ${i} is named ${describe(name)} in the checkpoint but ${describe(expected[i])} in this EMA`);
+    if (name !== expected[i]) fail(`parameter ${i} is named ${describeJsonValue(name)} in the checkpoint but ${describeJsonValue(expected[i])} in this EMA`);
   });
 }
 
 function parseChecksums(text: string, wanted: ReadonlySet<string>): Map<string, string> {
   const value = parseJson(text, 'checksums');
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`metadata checksums must be a JSON object, found ${describe(text)}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(`metadata checksums must be a JSON object, found ${describeJsonValue(text)}`);
   const digests = new Map(Object.entries(value));
   for (const [name, digest] of digests) {
-    if (!wanted.has(name)) fail(`metadata checksums has an entry for ${describe(name)}, which is not a tensor of this checkpoint`);
-    if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) fail(`metadata checksums[${describe(name)}] is ${describe(digest)}, expected 64 lowercase hex digits`);
+    if (!wanted.has(name)) fail(`metadata checksums has an entry for ${describeJsonValue(name)}, which is not a tensor of this checkpoint`);
+    if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) fail(`metadata checksums[${describeJsonValue(name)}] is ${describeJsonValue(digest)}, expected 64 lowercase hex digits`);
   }
-  for (const name of wanted) if (!digests.has(name)) fail(`metadata checksums has no entry for tensor ${describe(name)}`);
+  for (const name of wanted) if (!digests.has(name)) fail(`metadata checksums has no entry for tensor ${describeJsonValue(name)}`);
   return digests as Map<string, string>;
 }

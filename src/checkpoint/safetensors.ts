@@ -121,7 +121,7 @@ export async function writeSafetensorsFile(
 /** Parses and validates a whole file held in memory. Tensor bytes are views into `input`. */
 export function parseSafetensors(input: Uint8Array): ParsedSafetensors {
   // isView rather than instanceof: Buffers from another realm (vm contexts, jest) are Uint8Arrays too.
-  if (!ArrayBuffer.isView(input)) fail(`expected a Uint8Array but received ${describe(input)}`);
+  if (!ArrayBuffer.isView(input)) fail(`expected a Uint8Array but received ${describeJsonValue(input)}`);
   const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   if (bytes.length < 8) fail(`the file has ${bytes.length} bytes, fewer than the 8-byte header length field`);
   const raw = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
@@ -201,13 +201,13 @@ function layoutTensors(tensors: readonly TensorSource[]): TensorLayout {
   const byteLengths: number[] = [];
   let offset = 0;
   for (const { name, dtype, shape } of tensors) {
-    if (typeof name !== 'string' || LONE_SURROGATE.test(name)) cannot(`invalid tensor name ${describe(name)}`);
+    if (typeof name !== 'string' || LONE_SURROGATE.test(name)) cannot(`invalid tensor name ${describeJsonValue(name)}`);
     if (name === '__metadata__') cannot('a tensor cannot be named "__metadata__"');
     if (seen.has(name)) cannot(`the tensor name ${JSON.stringify(name)} is used twice`);
     seen.add(name);
-    if (!Object.hasOwn(DTYPE_BYTES, dtype)) cannot(`tensor ${JSON.stringify(name)} has unsupported dtype ${describe(dtype)}`);
+    if (!Object.hasOwn(DTYPE_BYTES, dtype)) cannot(`tensor ${JSON.stringify(name)} has unsupported dtype ${describeJsonValue(dtype)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      cannot(`tensor ${JSON.stringify(name)} has shape ${describe(shape)}; expected non-negative integers`);
+      cannot(`tensor ${JSON.stringify(name)} has shape ${describeJsonValue(shape)}; expected non-negative integers`);
     }
     const byteLength = elementCount(shape) * DTYPE_BYTES[dtype];
     if (!Number.isSafeInteger(offset + byteLength)) cannot(`tensor ${JSON.stringify(name)} is too large`);
@@ -225,7 +225,7 @@ function encodeHeader(entries: readonly string[], metadata: Record<string, strin
   const members = Object.keys(metadata).map((key) => {
     const value = metadata[key];
     if (typeof value !== 'string' || LONE_SURROGATE.test(value) || LONE_SURROGATE.test(key)) {
-      throw new Error(`Cannot write safetensors: metadata ${JSON.stringify(key)} must be a well-formed string, received ${describe(value)}`);
+      throw new Error(`Cannot write safetensors: metadata ${JSON.stringify(key)} must be a well-formed string, received ${describeJsonValue(value)}`);
     }
     return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
   });
@@ -244,7 +244,7 @@ function encodeHeader(entries: readonly string[], metadata: Record<string, strin
 function producedBytes(tensor: TensorSource, expectedLength: number): Uint8Array {
   const view = tensor.bytes();
   if (!ArrayBuffer.isView(view)) {
-    throw new Error(`Cannot write safetensors: bytes() of tensor ${JSON.stringify(tensor.name)} returned ${describe(view)}, not a typed array`);
+    throw new Error(`Cannot write safetensors: bytes() of tensor ${JSON.stringify(tensor.name)} returned ${describeJsonValue(view)}, not a typed array`);
   }
   if (view.byteLength !== expectedLength) {
     throw new Error(
@@ -278,8 +278,8 @@ function fail(what: string): never {
   throw new Error(`Invalid safetensors file: ${what}`);
 }
 
-/** Short, bounded description of an untrusted value for error messages (internal helper). */
-export function describe(value: unknown): string {
+/** Short, bounded JSON rendering of an untrusted header value for error messages (src/errors.ts describes JS arguments). */
+export function describeJsonValue(value: unknown): string {
   let text: string;
   try {
     text = value === undefined ? 'undefined' : typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value);
@@ -324,10 +324,10 @@ function parseHeader(headerBytes: Uint8Array, dataLength: number): { metadata: R
   for (const [name, value] of Object.entries(root)) {
     if (LONE_SURROGATE.test(name)) fail(`the header key ${JSON.stringify(name)} is not well-formed Unicode`);
     if (name === '__metadata__') {
-      if (!isObject(value)) fail(`"__metadata__" must be an object of strings, found ${describe(value)}`);
+      if (!isObject(value)) fail(`"__metadata__" must be an object of strings, found ${describeJsonValue(value)}`);
       for (const [key, item] of Object.entries(value)) {
         if (typeof item !== 'string' || LONE_SURROGATE.test(key) || LONE_SURROGATE.test(item)) {
-          fail(`metadata ${JSON.stringify(key)} must be a well-formed string, found ${describe(item)}`);
+          fail(`metadata ${JSON.stringify(key)} must be a well-formed string, found ${describeJsonValue(item)}`);
         }
         metadata[key] = item;
       }
@@ -343,21 +343,21 @@ const ENTRY_FIELDS = ['dtype', 'shape', 'data_offsets'];
 
 function parseEntry(name: string, value: unknown, dataLength: number): HeaderEntry {
   const where = `tensor ${JSON.stringify(name)}`;
-  if (!isObject(value)) fail(`${where} must be an object with dtype, shape and data_offsets, found ${describe(value)}`);
+  if (!isObject(value)) fail(`${where} must be an object with dtype, shape and data_offsets, found ${describeJsonValue(value)}`);
   for (const key of Object.keys(value)) {
     if (!ENTRY_FIELDS.includes(key)) fail(`${where} has an unknown field ${JSON.stringify(key)}`);
   }
   for (const key of ENTRY_FIELDS) if (!Object.hasOwn(value, key)) fail(`${where} has no ${key}`);
   const { dtype, shape, data_offsets: offsets } = value as { dtype: unknown; shape: unknown; data_offsets: unknown };
   if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, dtype)) {
-    fail(`${where} has dtype ${describe(dtype)}, which is not supported (expected F32, F64, F16 or BF16)`);
+    fail(`${where} has dtype ${describeJsonValue(dtype)}, which is not supported (expected F32, F64, F16 or BF16)`);
   }
-  if (!Array.isArray(shape)) fail(`${where} has shape ${describe(shape)}, expected an array of non-negative integers`);
+  if (!Array.isArray(shape)) fail(`${where} has shape ${describeJsonValue(shape)}, expected an array of non-negative integers`);
   shape.forEach((dim: unknown, i) => {
-    if (!isCount(dim)) fail(`${where} has shape[${i}] = ${describe(dim)}, expected a non-negative integer`);
+    if (!isCount(dim)) fail(`${where} has shape[${i}] = ${describeJsonValue(dim)}, expected a non-negative integer`);
   });
   if (!Array.isArray(offsets) || offsets.length !== 2 || !isCount(offsets[0]) || !isCount(offsets[1])) {
-    fail(`${where} has data_offsets ${describe(offsets)}, expected [begin, end] with non-negative integers`);
+    fail(`${where} has data_offsets ${describeJsonValue(offsets)}, expected [begin, end] with non-negative integers`);
   }
   const [begin, end] = offsets as [number, number];
   if (begin > end) fail(`${where} has data_offsets [${begin}, ${end}] with begin after end`);
