@@ -6,6 +6,7 @@ import {
   CheckpointSource,
   DecodedCheckpoint,
   deserializeCheckpoint,
+  ExpectedParameters,
   loadCheckpoint,
   saveCheckpoint,
   serializeCheckpoint,
@@ -27,6 +28,11 @@ export interface EmaOptions {
   dtype?: StorageDType;
   /** Where the shadows live. Default 'cpu'. */
   device?: Device;
+}
+
+export interface LoadOptions {
+  /** Default true: the file's parameter names must equal this EMA's. False: match by position. */
+  matchNames?: boolean;
 }
 
 export interface ToOptions {
@@ -348,12 +354,22 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#enqueue(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
   }
 
-  /** Loads a save()d file into this EMA, after checking all of it (as loadStateDict does). */
-  load(path: string): Promise<void> {
+  /**
+   * Loads a save()d file into this EMA, after checking all of it (as loadStateDict does). The
+   * file's parameter names must equal this EMA's unless `matchNames` is false (then parameters
+   * match by position, sizes still checked: tfjs's generated layer names differ between runs).
+   */
+  load(path: string, options?: LoadOptions): Promise<void> {
     if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
+    let expected: ExpectedParameters;
+    try {
+      expected = this.#expectedParameters(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#enqueue(async () => {
       this.#open('load()');
-      this.#applyCheckpoint(await loadCheckpoint(path, { names: this.#registered.names, sizes: this.#sizes }), 'load()');
+      this.#applyCheckpoint(await loadCheckpoint(path, expected), 'load()');
     });
   }
 
@@ -362,11 +378,20 @@ export class ExponentialMovingAverage implements Disposable {
     return serializeCheckpoint(this.#checkpointSource(this.#idle('serialize()')));
   }
 
-  /** Loads serialize()d bytes, with the checks of load(). */
-  deserialize(bytes: Uint8Array): void {
+  /** Loads serialize()d bytes, with the checks and options of load(). */
+  deserialize(bytes: Uint8Array, options?: LoadOptions): void {
     this.#idle('deserialize()');
     if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
-    this.#applyCheckpoint(deserializeCheckpoint(bytes, { names: this.#registered.names, sizes: this.#sizes }), 'deserialize()');
+    this.#applyCheckpoint(deserializeCheckpoint(bytes, this.#expectedParameters(options)), 'deserialize()');
+  }
+
+  #expectedParameters(options: LoadOptions | undefined): ExpectedParameters {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw expectedTypeError('{ matchNames?: boolean }', 'options', options);
+    }
+    const matchNames = options?.matchNames ?? true;
+    if (typeof matchNames !== 'boolean') throw expectedTypeError('a boolean', 'options.matchNames', matchNames);
+    return { names: this.#registered.names, sizes: this.#sizes, matchNames };
   }
 
   /** Frees the native memory now. Later calls throw (dispose() itself may be repeated). */

@@ -1,6 +1,6 @@
 // model-ema: an exponential moving average of model parameters, fused in native code.
 export { ExponentialMovingAverage } from './ema';
-export type { EmaOptions, ToOptions } from './ema';
+export type { EmaOptions, LoadOptions, ToOptions } from './ema';
 export { AveragedParametersScope } from './scope';
 export type { EmaStateDict } from './state_dict';
 export type { Device } from './device';

@@ -101,6 +101,28 @@ describe('rejections leave the EMA untouched', () => {
   });
 });
 
+test('names must match unless matchNames is false, then parameters match by position', async () => {
+  const { ema } = trained('float32', true, true);
+  const expected = ema.stateDict();
+  // Same shapes, other names: what tfjs gives a model built twice in one process.
+  const renamed = model(7, false).values.map((value, i) => ({ name: `dense_Dense${i + 2}/kernel`, value }));
+  const other = new ExponentialMovingAverage(renamed, { decay: 0.5 });
+  const before = other.stateDict();
+  const bytes = ema.serialize();
+  expect(() => other.deserialize(bytes)).toThrow(/named "layer0\/w" in the checkpoint but "dense_Dense2\/kernel" in this EMA.*matchNames: false/);
+  expectSameState(other.stateDict(), before, 'after the refused load');
+  other.deserialize(bytes, { matchNames: false });
+  expectSameState({ ...other.stateDict(), names: expected.names }, expected, 'matched by position');
+  const file = path.join(tmp, 'renamed.safetensors');
+  await ema.save(file);
+  await expect(other.load(file, { matchNames: 'no' as unknown as boolean })).rejects.toThrow(/Expected a boolean for options.matchNames/);
+  await other.load(file, { matchNames: false });
+  // Sizes are still checked when names are not.
+  const small = new ExponentialMovingAverage([new Float32Array(3), new Float32Array(1), new Float32Array(0), new Float32Array(7)], { decay: 0.5 });
+  expect(() => small.deserialize(bytes, { matchNames: false })).toThrow(/has 4097 elements but parameter 0/);
+  [ema, other, small].forEach((e) => e.dispose());
+});
+
 test('save is ordered after a pending updateAsync and blocks synchronous changes until done', async () => {
   const values = [fillRandom(new Float32Array(1 << 20), 3)];
   const ema = new ExponentialMovingAverage(values, { decay: 0, useNumUpdates: false });

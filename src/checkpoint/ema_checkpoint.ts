@@ -61,6 +61,12 @@ export interface CheckpointSource {
 export interface ExpectedParameters {
   names: readonly (string | null)[];
   sizes: readonly number[];
+  /**
+   * Default true: the file's parameter names must equal `names`. False: parameters are matched by
+   * position (counts and sizes still checked), for names that differ between processes, such as
+   * tfjs's auto-generated layer names.
+   */
+  matchNames?: boolean;
 }
 
 /** A validated checkpoint. Byte arrays are views into the parsed data, one per parameter, in the file's dtype. */
@@ -208,7 +214,7 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
     fail(`metadata collected_dtype is ${describeJsonValue(collectedField)}, expected none, float32 or float64`);
   }
   const collectedDType = collectedField === 'none' ? null : collectedField;
-  checkNames(field('names'), expected.names);
+  const fileNames = checkNames(field('names'), expected.names, expected.matchNames !== false);
   const scalars = ['format', 'format_version', 'decay', 'num_updates', 'dtype', 'collected_dtype', 'names'];
   if (field('metadata_sha256') !== metadataDigest(Object.fromEntries(scalars.map((k) => [k, field(k)])))) {
     fail('metadata_sha256 does not match the metadata (the metadata was modified or corrupted)');
@@ -219,7 +225,7 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
     if (byName.has(t.name)) fail(`tensor ${describeJsonValue(t.name)} appears twice`);
     byName.set(t.name, t);
   }
-  const keys = parameterKeys(expected.names);
+  const keys = parameterKeys(fileNames);
   const shadowNames = keys.map((k) => `shadow.${k}`);
   const collectedNames = collectedDType && keys.map((k) => `collected.${k}`);
   const wanted = new Set([...shadowNames, ...(collectedNames ?? [])]);
@@ -331,15 +337,20 @@ function parseJson(text: string, field: string): unknown {
   }
 }
 
-function checkNames(text: string, expected: readonly (string | null)[]): void {
+function checkNames(text: string, expected: readonly (string | null)[], matchNames: boolean): (string | null)[] {
   const names = parseJson(text, 'names');
   if (!Array.isArray(names) || !names.every((n) => n === null || typeof n === 'string')) {
     fail(`metadata names must be a JSON array of strings and nulls, found ${describeJsonValue(text)}`);
   }
   if (names.length !== expected.length) fail(`the checkpoint has ${names.length} parameters but this EMA has ${expected.length}`);
-  names.forEach((name: string | null, i) => {
-    if (name !== expected[i]) fail(`parameter ${i} is named ${describeJsonValue(name)} in the checkpoint but ${describeJsonValue(expected[i])} in this EMA`);
-  });
+  if (matchNames) {
+    names.forEach((name: string | null, i) => {
+      if (name !== expected[i]) {
+        fail(`parameter ${i} is named ${describeJsonValue(name)} in the checkpoint but ${describeJsonValue(expected[i])} in this EMA (pass { matchNames: false } to match by position)`);
+      }
+    });
+  }
+  return names as (string | null)[];
 }
 
 function parseChecksums(text: string, wanted: ReadonlySet<string>): Map<string, string> {
