@@ -31,22 +31,18 @@ export class RegisteredParameters {
 
   /** The live parameters, or an error naming the first one that is gone. */
   deref(operation: string): ParameterEntry[] {
+    const lost = (i: number, what: string, which: 'the' | 'live'): Error =>
+      new Error(
+        `${operation}: ${parameterLabel(i, this.#records[i].name)} ${what}. Pass ${which} parameters explicitly ` +
+          `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
+      );
     return this.#records.map((record, i) => {
       const value = record.ref.deref();
       if (value === undefined) {
-        throw new Error(
-          `${operation}: ${parameterLabel(i, record.name)} has been garbage-collected, so the EMA ` +
-            'cannot use its registered parameters. Pass the parameters explicitly ' +
-            `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
-        );
+        throw lost(i, 'has been garbage-collected, so the EMA cannot use its registered parameters', 'the');
       }
       const problem = record.kind.unusable(value);
-      if (problem !== undefined) {
-        throw new Error(
-          `${operation}: ${parameterLabel(i, record.name)} ${problem}. Pass live parameters explicitly ` +
-            `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
-        );
-      }
+      if (problem !== undefined) throw lost(i, problem, 'live');
       return { value, kind: record.kind, name: record.name };
     });
   }
