@@ -9,6 +9,15 @@ export type StorageDType = 'float32' | 'float64' | 'float16' | 'bfloat16';
 export type ParamArray = Float32Array | Float64Array;
 
 /**
+ * What one update does to each element: a plain object, read once per call (before any parameter
+ * is touched). Each field is checked natively like the facade's option of the same name.
+ */
+export interface UpdateDescription {
+  /** In [0, 1]: shadow = shadow - (1 - decay) * (shadow - param); 0 copies exactly, 1 changes nothing. */
+  decay: number;
+}
+
+/**
  * One contiguous native block of tensors in one storage dtype (the shadows of an EMA, or a backup
  * of parameter values), in host memory or in one CUDA device's memory. Every method that takes
  * `params` needs one Float32Array/Float64Array per tensor with exactly the tensor's element count,
@@ -37,10 +46,10 @@ export declare class ShadowArena {
   readonly disposed: boolean;
   /** True while an updateAsync() is running. */
   readonly busy: boolean;
-  /** shadow = shadow - (1 - decay) * (shadow - param), every tensor in one pass. */
-  update(params: readonly ParamArray[], decay: number): void;
+  /** Each shadow updated from its parameter as `description` says, every tensor in one pass. */
+  update(params: readonly ParamArray[], description: UpdateDescription): void;
   /** update() on a libuv thread, from a snapshot of `params` taken before it returns. */
-  updateAsync(params: readonly ParamArray[], decay: number): Promise<void>;
+  updateAsync(params: readonly ParamArray[], description: UpdateDescription): Promise<void>;
   /** arena = params (rounded to the storage dtype). */
   copyFrom(params: readonly ParamArray[]): void;
   /** params = arena (converted to each parameter's type). */

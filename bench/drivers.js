@@ -57,10 +57,11 @@ function nativeSetup({ dtype, api }) {
     arena.copyFrom(params);
     shift(params);
     const isAsync = api === 'updateAsync';
+    const description = { decay: DECAY };
     return {
       isAsync,
       threads: binding.cpuInfo().threads,
-      step: isAsync ? () => arena.updateAsync(params, DECAY) : () => arena.update(params, DECAY),
+      step: isAsync ? () => arena.updateAsync(params, description) : () => arena.update(params, description),
       read: (t) => arena.read(t),
       dispose: () => arena.dispose(),
     };

@@ -75,11 +75,11 @@ function uploadFedUpdate(binding, opts, dtype) {
   const arena = new binding.ShadowArena(dtype, sizes, opts.device);
   try {
     arena.copyFrom(params); // also allocates the pinned staging buffers: not timed
-    for (let r = 0; r < 2; r++) arena.update(params, 0.999);
+    for (let r = 0; r < 2; r++) arena.update(params, { decay: 0.999 });
     const ms = [];
     for (let r = 0; r < opts.reps; r++) {
       const t0 = performance.now();
-      arena.update(params, 0.999);
+      arena.update(params, { decay: 0.999 });
       ms.push(performance.now() - t0);
     }
     const outputs = sizes.map((n) => new Float32Array(n));

@@ -27,13 +27,13 @@ const SCRATCH = new Float32Array(16 << 20);
 
 function timeWarm(arena, params) {
   let t0 = nowMs();
-  for (let w = 0; w < 10; w++) arena.update(params, 0.999);
+  for (let w = 0; w < 10; w++) arena.update(params, { decay: 0.999 });
   // Batches of updates long enough (about 0.2 ms) that the clock's own cost does not matter.
   const batch = Math.max(1, Math.ceil(0.2 / ((nowMs() - t0) / 10)));
   const samples = [];
   for (let s = 0; s < 31; s++) {
     t0 = nowMs();
-    for (let b = 0; b < batch; b++) arena.update(params, 0.999);
+    for (let b = 0; b < batch; b++) arena.update(params, { decay: 0.999 });
     samples.push(((nowMs() - t0) / batch) * 1e3);
   }
   return summarize(samples).median;
@@ -44,7 +44,7 @@ function timeCold(arena, params) {
   for (let s = 0; s < 21; s++) {
     SCRATCH.fill(s);
     const t0 = nowMs();
-    arena.update(params, 0.999);
+    arena.update(params, { decay: 0.999 });
     samples.push((nowMs() - t0) * 1e3);
   }
   return summarize(samples).median;
@@ -58,7 +58,7 @@ function measureSizes() {
     const arena = new binding.ShadowArena('float32', [n]);
     arena.copyFrom(params);
     for (let i = 0; i < n; i++) params[0][i] += 0.5;
-    for (let w = 0; w < 20; w++) arena.update(params, 0.999);
+    for (let w = 0; w < 20; w++) arena.update(params, { decay: 0.999 });
     out.push({ n, warm: timeWarm(arena, params), cold: timeCold(arena, params) });
     arena.dispose();
   }

@@ -182,7 +182,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#refuseInScope('update()');
     const resolved = this.#resolve(parameters, 'update()');
     const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
-    shadows.update(resolved.read(), this.#decayFor(next));
+    shadows.update(resolved.read(), { decay: this.#decayFor(next) });
     this.#numUpdates = next;
   }
 
@@ -197,7 +197,7 @@ export class ExponentialMovingAverage implements Disposable {
       this.#refuseInScope('updateAsync()');
       const resolved = this.#resolve(parameters, 'updateAsync()');
       const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
-      await shadows.updateAsync(resolved.read(), this.#decayFor(next));
+      await shadows.updateAsync(resolved.read(), { decay: this.#decayFor(next) });
       this.#numUpdates = next;
     });
   }

@@ -286,13 +286,13 @@ gpuDescribe('device arenas match host arenas bit for bit (needs a CUDA GPU)', ()
           expectSameArena(device, host, `${mix} copyFrom`);
           for (const decay of [0.9, 0.999, 0, 1, 0.5]) {
             const p = makeParams(sizes, mix, Math.round(decay * 1000) + 20);
-            host.update(p, decay);
-            device.update(p, decay);
+            host.update(p, { decay });
+            device.update(p, { decay });
             expectSameArena(device, host, `${mix} update(${decay})`);
           }
           const p = makeParams(sizes, mix, 99);
-          host.update(p, 0.95);
-          const pending = device.updateAsync(p, 0.95);
+          host.update(p, { decay: 0.95 });
+          const pending = device.updateAsync(p, { decay: 0.95 });
           p.forEach((a) => a.fill(12345)); // the snapshot was taken at the call
           await pending;
           expectSameArena(device, host, `${mix} updateAsync`);

@@ -50,7 +50,7 @@ describe.each(DTYPES)('%s storage', (dtype) => {
       for (const decay of n > 4097 ? [0.999] : [0.999, 0.5, 2 / 11]) {
         const p = params([n, 3], Ctor, 13 * n + Math.round(decay * 1000), 3);
         const before = readAll(arena);
-        arena.update(p, decay);
+        arena.update(p, { decay });
         const after = readAll(arena);
         after.forEach((values, t) => expectUpdate(values, before[t], p[t], decay, dtype, `${dtype} n=${n} d=${decay} t=${t}`));
       }
@@ -93,10 +93,10 @@ describe.each(DTYPES)('%s storage', (dtype) => {
     const arena = new binding.ShadowArena(dtype, sizes);
     arena.copyFrom(params(sizes, Float32Array, 3));
     const before = sizes.map((_, t) => arena.readBytes(t));
-    arena.update(params(sizes, Float32Array, 4), 1);
+    arena.update(params(sizes, Float32Array, 4), { decay: 1 });
     sizes.forEach((_, t) => expect(sameBytes(arena.readBytes(t), before[t])).toBe(true));
     const p = params(sizes, Float32Array, 5);
-    arena.update(p, 0);
+    arena.update(p, { decay: 0 });
     sizes.forEach((_, t) => expectSame(arena.read(t), Array.from(p[t], (x) => roundTo(x, dtype)), `decay 0 tensor ${t}`));
     arena.dispose();
   });
@@ -111,8 +111,8 @@ describe.each(DTYPES)('%s storage', (dtype) => {
     const concat = (arrays: ParamArray[]) => [Float32Array.from(arrays.flatMap((a) => Array.from(a)))];
     tiny.copyFrom(start);
     joined.copyFrom(concat(start));
-    tiny.update(p, 0.75);
-    joined.update(concat(p), 0.75);
+    tiny.update(p, { decay: 0.75 });
+    joined.update(concat(p), { decay: 0.75 });
     expectSame(readAll(tiny).flatMap((a) => Array.from(a)), joined.read(0), 'tiny tensors vs one tensor');
     tiny.dispose();
     joined.dispose();
@@ -125,7 +125,7 @@ describe.each(DTYPES)('%s storage', (dtype) => {
       const arena = new binding.ShadowArena(dtype, sizes);
       arena.threads = threads;
       arena.copyFrom(params(sizes, Float32Array, 8));
-      arena.update(params(sizes, Float32Array, 9), 0.9);
+      arena.update(params(sizes, Float32Array, 9), { decay: 0.9 });
       return arena;
     });
     sizes.forEach((_, t) => expect(sameBytes(arenas[1].readBytes(t), arenas[0].readBytes(t))).toBe(true));
@@ -141,8 +141,8 @@ describe.each(DTYPES)('%s storage', (dtype) => {
     async.copyFrom(start);
     for (let step = 0; step < 3; step++) {
       const p = params(sizes, step % 2 ? Float32Array : Float64Array, 40 + step);
-      sync.update(p, 0.9);
-      await async.updateAsync(p, 0.9);
+      sync.update(p, { decay: 0.9 });
+      await async.updateAsync(p, { decay: 0.9 });
     }
     sizes.forEach((_, t) => expect(sameBytes(async.readBytes(t), sync.readBytes(t))).toBe(true));
     sync.dispose();
@@ -153,7 +153,7 @@ describe.each(DTYPES)('%s storage', (dtype) => {
 test('updateAsync averages the values passed at call time, not later changes', async () => {
   const arena = new binding.ShadowArena('float32', [2 ** 20]);
   const p = new Float32Array(2 ** 20).fill(1);
-  const done = arena.updateAsync([p], 0);
+  const done = arena.updateAsync([p], { decay: 0 });
   p.fill(2); // the caller's next optimizer step, while the average is being computed
   await done;
   expect(arena.read(0).every((x) => x === 1)).toBe(true);

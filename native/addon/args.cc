@@ -99,6 +99,14 @@ double ParseDecay(const Napi::Value& value, const char* arg) {
   return decay;
 }
 
+UpdateDescription ParseUpdateDescription(const Napi::Value& value, const char* arg) {
+  if (!value.IsObject()) ThrowTypeError(value.Env(), "an object such as { decay: 0.999 }", arg, value);
+  const Napi::Object fields = value.As<Napi::Object>();
+  UpdateDescription u;
+  u.decay = ParseDecay(fields.Get("decay"), "decay");
+  return u;
+}
+
 size_t ParseIndex(const Napi::Value& value, const char* arg, size_t limit) {
   const char* expected = "a non-negative integer";
   if (!value.IsNumber()) ThrowTypeError(value.Env(), expected, arg, value);
@@ -146,12 +154,12 @@ std::vector<Napi::Value> ParamItems(const Napi::Value& value, const char* arg, s
   return items;
 }
 
-std::vector<ParamBuffer> ParseParams(Napi::Env env, const std::vector<Napi::Value>& items,
-                                     const char* arg, const ArenaLayout& arena) {
+ParamList ParseParams(Napi::Env env, const std::vector<Napi::Value>& items, const char* arg,
+                      const ArenaLayout& arena) {
   if (items.size() != arena.tensor_count()) {
     throw std::logic_error("ParseParams: item count does not match the arena");  // ParamItems checked
   }
-  std::vector<ParamBuffer> params;
+  ParamList params;
   params.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     std::string name = std::string(arg) + "[" + std::to_string(i) + "]";

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "../kernels/arena.h"
-#include "../kernels/cpu_ops.h"
 #include "../kernels/dtype.h"
+#include "../kernels/update_description.h"
 
 namespace model_ema {
 
@@ -27,6 +27,11 @@ Napi::String DTypeToString(Napi::Env env, DType dtype);
 
 // A number in [0, 1] (NaN and infinities are RangeErrors).
 double ParseDecay(const Napi::Value& value, const char* arg);
+
+// The update description, a plain object such as { decay: 0.999 }: the one place where its
+// fields are read and checked, each error naming the field. Reading a field can run JS (a getter,
+// a Proxy), so callers read it in phase 1 of the parameters (see ParamItems).
+UpdateDescription ParseUpdateDescription(const Napi::Value& value, const char* arg);
 
 // A non-negative safe integer, below `limit` when one is given.
 size_t ParseIndex(const Napi::Value& value, const char* arg, size_t limit);
@@ -45,7 +50,7 @@ std::vector<Napi::Value> ParamItems(const Napi::Value& value, const char* arg, s
 
 // Phase 2, where no JS runs: each item a Float32Array/Float64Array with its tensor's length.
 // Nothing is kept: the pointers are valid only until JS runs again.
-std::vector<ParamBuffer> ParseParams(Napi::Env env, const std::vector<Napi::Value>& items,
-                                     const char* arg, const ArenaLayout& arena);
+ParamList ParseParams(Napi::Env env, const std::vector<Napi::Value>& items, const char* arg,
+                      const ArenaLayout& arena);
 
 }  // namespace model_ema

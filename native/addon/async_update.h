@@ -1,6 +1,7 @@
 // updateAsync's work item: averages a snapshot of the parameters into the shadows (host or
-// device) on a libuv thread. It reads only native memory that it co-owns (the arena, the snapshot, the pool), never a
-// JS value, so nothing the caller does to its buffers meanwhile can tear the shadows.
+// device alike) on a libuv thread. It reads only native memory that it co-owns (the arena, the
+// snapshot, the pool), never a JS value, so nothing the caller does to its buffers meanwhile can
+// tear the shadows.
 #pragma once
 
 #include <napi.h>
@@ -8,9 +9,9 @@
 #include <memory>
 
 #include "../kernels/arena.h"
-#include "../kernels/cpu_ops.h"
+#include "../kernels/host_arena.h"
 #include "../kernels/thread_pool.h"
-#include "../kernels/cuda/device_arena.h"
+#include "../kernels/update_description.h"
 
 namespace model_ema {
 
@@ -18,10 +19,9 @@ class ShadowArena;
 
 class AsyncUpdate : public Napi::AsyncWorker {
  public:
-  // Exactly one of `shadows` and `device_shadows` is set.
   AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner, std::shared_ptr<Arena> shadows,
-              std::shared_ptr<DeviceArena> device_shadows, std::shared_ptr<Arena> snapshot,
-              std::shared_ptr<ThreadPool> pool, CpuContext cpu, double decay);
+              std::shared_ptr<HostArena> snapshot, std::shared_ptr<ThreadPool> pool, CpuContext cpu,
+              UpdateDescription description);
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
@@ -34,11 +34,10 @@ class AsyncUpdate : public Napi::AsyncWorker {
   ShadowArena* owner_;
   Napi::ObjectReference owner_reference_;  // keeps owner_ from being collected while in flight
   std::shared_ptr<Arena> shadows_;
-  std::shared_ptr<DeviceArena> device_shadows_;
-  std::shared_ptr<Arena> snapshot_;
-  std::shared_ptr<ThreadPool> pool_;
+  std::shared_ptr<HostArena> snapshot_;    // the parameters as they were when updateAsync was called
+  std::shared_ptr<ThreadPool> pool_;       // keeps cpu_.pool alive
   CpuContext cpu_;
-  double decay_;
+  UpdateDescription description_;
   Napi::Promise::Deferred deferred_;
 };
 

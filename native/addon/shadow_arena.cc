@@ -14,22 +14,17 @@ namespace {
 // Marks objects made by this constructor; checked before every unwrap.
 constexpr napi_type_tag kShadowArenaTag = {0x6d6f64656c2d656dULL, 0x612d736861646f77ULL};
 
-std::shared_ptr<Arena> AllocateArena(Napi::Env env, DType dtype, std::vector<size_t> sizes) {
+// Runs make(), an arena allocation, turning its failures into JS errors: sizes that overflow and
+// host memory that cannot be had are RangeErrors; an unusable device (no CUDA in this build, no
+// driver, no such device) and CUDA failures (out of memory) are plain Errors whose message names
+// the device and the reason.
+template <typename Make>
+auto Allocate(Napi::Env env, DType dtype, const Make& make) -> decltype(make()) {
   try {
-    return std::make_shared<Arena>(dtype, std::move(sizes));
+    return make();
   } catch (const std::bad_alloc&) {
     throw Napi::RangeError::New(env, "Cannot allocate a " + std::string(DTypeName(dtype)) +
                                          " arena of that size: out of memory");
-  } catch (const std::length_error&) {
-    throw Napi::RangeError::New(env, "Expected tensor sizes whose total fits in memory for sizes");
-  }
-}
-
-// An unusable device (no CUDA in this build, no driver, no such device) and CUDA failures (out of
-// memory) are plain Errors whose message names the device and the reason.
-std::shared_ptr<DeviceArena> AllocateDeviceArena(Napi::Env env, DType dtype, std::vector<size_t> sizes, int device) {
-  try {
-    return NewDeviceArena(dtype, std::move(sizes), device);
   } catch (const std::length_error&) {
     throw Napi::RangeError::New(env, "Expected tensor sizes whose total fits in memory for sizes");
   } catch (const std::exception& e) {
@@ -88,15 +83,11 @@ ShadowArena::ShadowArena(const Napi::CallbackInfo& info)
   DType dtype = ParseDType(info[0], "dtype");
   std::vector<size_t> sizes = ParseSizes(info[1], "sizes");
   device_ = ParseDevice(info[2], "device", true);
-  if (device_ < 0) {
-    arena_ = AllocateArena(env, dtype, std::move(sizes));
-  } else {
-    device_arena_ = AllocateDeviceArena(env, dtype, std::move(sizes), device_);
-  }
+  arena_ = Allocate(env, dtype, [&] { return std::shared_ptr<Arena>(NewArena(dtype, std::move(sizes), device_)); });
   threads_ = addon_->pool->threads();
   // Device memory is reported too: it is not V8's heap, but it lets the GC see what an arena that
   // was dropped without dispose() still holds, and collect it sooner.
-  reported_bytes_ = static_cast<int64_t>(Layout()->byte_length());
+  reported_bytes_ = static_cast<int64_t>(arena_->layout().byte_length());
   Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
   NAPI_THROW_IF_FAILED_VOID(env, napi_type_tag_object(env, info.This(), &kShadowArenaTag));
 }
@@ -104,20 +95,15 @@ ShadowArena::ShadowArena(const Napi::CallbackInfo& info)
 ShadowArena::~ShadowArena() { ReleaseMemory(); }
 
 void ShadowArena::ReleaseMemory() {
-  arena_.reset();
-  device_arena_.reset();  // frees the device memory now, unless async work still holds it
-  staging_.reset();
+  arena_.reset();  // frees the memory now, unless async work still holds it
+  snapshot_.reset();
   if (reported_bytes_ != 0) {
     Napi::MemoryManagement::AdjustExternalMemory(Env(), -reported_bytes_);
     reported_bytes_ = 0;
   }
 }
 
-const ArenaLayout* ShadowArena::Layout() const {
-  if (arena_) return &arena_->layout();
-  if (device_arena_) return &device_arena_->layout();
-  return nullptr;
-}
+const ArenaLayout* ShadowArena::Layout() const { return arena_ ? &arena_->layout() : nullptr; }
 
 const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
   const ArenaLayout* layout = Layout();
@@ -132,53 +118,59 @@ const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
   return *layout;
 }
 
+template <typename ReadMore>
+ParamList ShadowArena::Params(const Napi::CallbackInfo& info, const char* method, const ReadMore& read_more) {
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), method).tensor_count());
+  read_more();
+  const ArenaLayout& layout = Usable(info.Env(), method);  // again: the getters ran JS
+  return ParseParams(info.Env(), items, "params", layout);
+}
+
 CpuContext ShadowArena::Cpu() const {
   return {addon_->kernels, addon_->pool.get(), threads_, addon_->parallel_threshold};
 }
 
-Napi::Object ShadowArena::NewSibling(Napi::Env env, DType dtype, int device) {
-  Napi::Array sizes = SizesArray(env);
-  Napi::Object result = addon_->arena_constructor.New({DTypeToString(env, dtype), sizes, DeviceValue(env, device)});
-  Unwrap(result)->threads_ = threads_;
+Napi::Object ShadowArena::CopyAs(Napi::Env env, DType dtype, int device) {
+  Napi::Object result = addon_->arena_constructor.New({DTypeToString(env, dtype), SizesArray(env), DeviceValue(env, device)});
+  ShadowArena* target = Unwrap(result);
+  target->threads_ = threads_;
+  try {
+    target->arena_->CopyFrom(Cpu(), *arena_);
+  } catch (...) {
+    target->ReleaseMemory();  // device memory should not wait for the GC
+    throw;
+  }
   return result;
 }
 
 Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
-  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "update").tensor_count());
-  const ArenaLayout& layout = Usable(info.Env(), "update");  // again: the items' getters ran JS
-  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
-  double decay = ParseDecay(info[1], "decay");
-  if (device_arena_) {
-    device_arena_->Update(Cpu(), params, decay);
-  } else {
-    UpdateShadows(Cpu(), *arena_, params, decay);
-  }
+  UpdateDescription description;
+  ParamList params = Params(info, "update", [&] { description = ParseUpdateDescription(info[1], "description"); });
+  arena_->Update(Cpu(), params, description);
   return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(env, "updateAsync").tensor_count());
-  const ArenaLayout& layout = Usable(env, "updateAsync");  // again: the items' getters ran JS
-  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
-  double decay = ParseDecay(info[1], "decay");
+  UpdateDescription description;
+  ParamList params = Params(info, "updateAsync", [&] { description = ParseUpdateDescription(info[1], "description"); });
 
   // Snapshot the parameters now: once this returns, the caller may change, detach or transfer its
   // buffers (the next optimizer step, say) without affecting the average being computed.
   bool any_f64 = false;
   for (const ParamBuffer& p : params) any_f64 |= p.type == ParamType::kFloat64;
   DType snapshot_dtype = any_f64 ? DType::kFloat64 : DType::kFloat32;
-  if (!staging_ || staging_->dtype() != snapshot_dtype) {
-    int64_t old_bytes = staging_ ? static_cast<int64_t>(staging_->byte_length()) : 0;
-    staging_ = AllocateArena(env, snapshot_dtype, layout.sizes());
-    int64_t delta = static_cast<int64_t>(staging_->byte_length()) - old_bytes;
+  if (!snapshot_ || snapshot_->dtype() != snapshot_dtype) {
+    int64_t old_bytes = snapshot_ ? static_cast<int64_t>(snapshot_->layout().byte_length()) : 0;
+    snapshot_ = Allocate(env, snapshot_dtype,
+                         [&] { return std::make_shared<HostArena>(snapshot_dtype, arena_->layout().sizes()); });
+    int64_t delta = static_cast<int64_t>(snapshot_->layout().byte_length()) - old_bytes;
     reported_bytes_ += delta;
     Napi::MemoryManagement::AdjustExternalMemory(env, delta);
   }
-  LoadParams(Cpu(), *staging_, params);
+  snapshot_->CopyFromParams(Cpu(), params);
 
-  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, device_arena_, staging_,
-                               addon_->pool, Cpu(), decay);
+  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, snapshot_, addon_->pool, Cpu(), description);
   Napi::Promise promise = work->Promise();
   busy_ = true;
   work->Queue();
@@ -186,26 +178,12 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::CopyFrom(const Napi::CallbackInfo& info) {
-  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "copyFrom").tensor_count());
-  const ArenaLayout& layout = Usable(info.Env(), "copyFrom");  // again: the items' getters ran JS
-  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
-  if (device_arena_) {
-    device_arena_->LoadParams(Cpu(), params);
-  } else {
-    LoadParams(Cpu(), *arena_, params);
-  }
+  arena_->CopyFromParams(Cpu(), Params(info, "copyFrom", [] {}));
   return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::CopyTo(const Napi::CallbackInfo& info) {
-  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(info.Env(), "copyTo").tensor_count());
-  const ArenaLayout& layout = Usable(info.Env(), "copyTo");  // again: the items' getters ran JS
-  std::vector<ParamBuffer> params = ParseParams(info.Env(), items, "params", layout);
-  if (device_arena_) {
-    device_arena_->StoreParams(Cpu(), params);
-  } else {
-    StoreParams(Cpu(), *arena_, params);
-  }
+  arena_->CopyToParams(Cpu(), Params(info, "copyTo", [] {}));
   return info.Env().Undefined();
 }
 
@@ -213,25 +191,12 @@ Napi::Value ShadowArena::Read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ArenaLayout& layout = Usable(env, "read");
   size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  // Float64Array for float64 storage, Float32Array otherwise: both hold every value exactly.
   const bool wide = layout.dtype() == DType::kFloat64;
   Napi::TypedArray out = wide ? Napi::TypedArray(Napi::Float64Array::New(env, layout.size(t)))
                               : Napi::TypedArray(Napi::Float32Array::New(env, layout.size(t)));
   void* out_data = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
-  const void* source = nullptr;
-  std::unique_ptr<uint8_t[]> downloaded;
-  if (device_arena_) {
-    if (layout.dtype() == DType::kFloat32 || wide) {  // already the output's type
-      device_arena_->ReadTensorBytes(t, out_data);
-      return out;
-    }
-    downloaded.reset(new uint8_t[layout.size(t) * DTypeSize(layout.dtype())]);
-    device_arena_->ReadTensorBytes(t, downloaded.get());
-    source = downloaded.get();
-  } else {
-    source = arena_->tensor(t);
-  }
-  const ParamType type = wide ? ParamType::kFloat64 : ParamType::kFloat32;
-  addon_->kernels->store_params[static_cast<int>(layout.dtype())][static_cast<int>(type)](source, out_data, layout.size(t));
+  arena_->ReadTensor(Cpu(), t, {out_data, wide ? ParamType::kFloat64 : ParamType::kFloat32});
   return out;
 }
 
@@ -239,13 +204,8 @@ Napi::Value ShadowArena::ReadBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ArenaLayout& layout = Usable(env, "readBytes");
   size_t t = ParseIndex(info[0], "index", layout.tensor_count());
-  size_t bytes = layout.size(t) * DTypeSize(layout.dtype());
-  auto out = Napi::Uint8Array::New(env, bytes);
-  if (device_arena_) {
-    device_arena_->ReadTensorBytes(t, out.Data());
-  } else if (bytes > 0) {
-    std::memcpy(out.Data(), arena_->tensor(t), bytes);
-  }
+  auto out = Napi::Uint8Array::New(env, layout.size(t) * DTypeSize(layout.dtype()));
+  arena_->ReadTensorBytes(t, out.Data());
   return out;
 }
 
@@ -261,11 +221,7 @@ Napi::Value ShadowArena::WriteBytes(const Napi::CallbackInfo& info) {
   if (bytes.ByteLength() != expected) {
     ThrowRangeError(env, std::to_string(expected) + " bytes", "bytes", std::to_string(bytes.ByteLength()));
   }
-  if (device_arena_) {
-    device_arena_->WriteTensorBytes(t, bytes.Data());
-  } else if (expected > 0) {
-    std::memcpy(arena_->tensor(t), bytes.Data(), expected);
-  }
+  arena_->WriteTensorBytes(t, bytes.Data());
   return env.Undefined();
 }
 
@@ -273,49 +229,19 @@ Napi::Value ShadowArena::Cast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Usable(env, "cast");
   DType dtype = ParseDType(info[0], "dtype");
-  Napi::Object result = NewSibling(env, dtype, device_);
-  ShadowArena* target = Unwrap(result);
-  try {
-    if (device_arena_) {
-      device_arena_->ConvertInto(*target->device_arena_);
-    } else {
-      ConvertArena(Cpu(), *arena_, *target->arena_);
-    }
-  } catch (...) {
-    target->ReleaseMemory();  // device memory should not wait for the GC
-    throw;
-  }
-  return result;
+  return CopyAs(env, dtype, device_);
 }
 
 Napi::Value ShadowArena::ToDevice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ArenaLayout& layout = Usable(env, "toDevice");
   int device = ParseDevice(info[0], "device", false);
-  Napi::Object result = NewSibling(env, layout.dtype(), device);
-  ShadowArena* target = Unwrap(result);
-  try {
-    // The same padded layout on both sides: each move is one copy of the whole block.
-    if (arena_ && target->arena_) {
-      if (layout.byte_length() > 0) std::memcpy(target->arena_->data(), arena_->data(), layout.byte_length());
-    } else if (arena_) {
-      target->device_arena_->CopyFromHost(*arena_);
-    } else if (target->arena_) {
-      device_arena_->CopyToHost(*target->arena_);
-    } else {
-      target->device_arena_->CopyFromDevice(*device_arena_);
-    }
-  } catch (...) {
-    target->ReleaseMemory();
-    throw;
-  }
-  return result;
+  return CopyAs(env, layout.dtype(), device);  // the same padded layout: one copy of the whole block
 }
 
 Napi::Value ShadowArena::CountNonFinite(const Napi::CallbackInfo& info) {
   Usable(info.Env(), "countNonFinite");
-  size_t count = device_arena_ ? device_arena_->CountNonFinite() : model_ema::CountNonFinite(Cpu(), *arena_);
-  return Napi::Number::New(info.Env(), static_cast<double>(count));
+  return Napi::Number::New(info.Env(), static_cast<double>(arena_->CountNonFinite(Cpu())));
 }
 
 Napi::Value ShadowArena::Dispose(const Napi::CallbackInfo& info) {

@@ -1,7 +1,7 @@
-// The JS-visible arena object: one arena of shadows (or backups), in host memory (Arena) or in a
-// CUDA device's memory (DeviceArena), plus the entry points that run the whole-arena kernels over
-// a list of parameter buffers. Every method works on both kinds; parameters are always host
-// typed arrays.
+// The JS-visible arena object: one Arena of shadows (or backups), in host memory or in a CUDA
+// device's memory, plus the entry points that check their arguments and run the whole-arena
+// operations over a list of parameter buffers. It holds the arena through the Arena interface
+// only: every method works on both kinds alike; parameters are always host typed arrays.
 #pragma once
 
 #include <napi.h>
@@ -9,8 +9,7 @@
 #include <memory>
 
 #include "../kernels/arena.h"
-#include "../kernels/cpu_ops.h"
-#include "../kernels/cuda/device_arena.h"
+#include "../kernels/host_arena.h"
 #include "addon_data.h"
 
 namespace model_ema {
@@ -53,20 +52,23 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
 
   // The arena's layout, after checking it is neither disposed nor in use by async work.
   const ArenaLayout& Usable(Napi::Env env, const char* method);
+  // info[0] read as the parameters in the two phases of ParamItems; `read_more` reads any other
+  // argument whose reading can run JS, between the phases.
+  template <typename ReadMore>
+  ParamList Params(const Napi::CallbackInfo& info, const char* method, const ReadMore& read_more);
   const ArenaLayout* Layout() const;  // null once disposed
   Napi::Array SizesArray(Napi::Env env) const;  // empty once disposed
   CpuContext Cpu() const;
-  // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host).
-  Napi::Object NewSibling(Napi::Env env, DType dtype, int device);
+  // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host),
+  // holding this one's values (converted when the dtype differs).
+  Napi::Object CopyAs(Napi::Env env, DType dtype, int device);
   void ReleaseMemory();
 
   AddonData* addon_;
-  // Exactly one of the two is set until dispose() (arena_ for host memory).
-  std::shared_ptr<Arena> arena_;
-  std::shared_ptr<DeviceArena> device_arena_;
-  int device_ = -1;  // CUDA device index, -1 for host memory
-  // Parameters snapshotted by updateAsync, reused across calls (fresh pages are expensive).
-  std::shared_ptr<Arena> staging_;
+  std::shared_ptr<Arena> arena_;  // null once disposed; shared with in-flight async work
+  int device_ = -1;               // CUDA device index, -1 for host memory (kept after dispose)
+  // The parameters as updateAsync read them, reused across calls (fresh pages are expensive).
+  std::shared_ptr<HostArena> snapshot_;
   int64_t reported_bytes_ = 0;    // external memory reported to V8
   unsigned threads_ = 1;
   bool busy_ = false;

@@ -1,80 +1,80 @@
-// One contiguous, owned, zero-filled block holding a tensor list in one storage dtype: the shadows of an EMA,
-// or a backup of parameter values. Each tensor starts on a 64-byte boundary so that the vector
-// stores of the update never straddle cache lines at a tensor's head; large tensors start half a
-// page into a page (see ArenaLayout).
+// One arena: an owned, zero-filled block holding a list of tensors in one storage dtype (the
+// shadows of an EMA, or a backup of parameter values), in host memory (HostArena) or in one CUDA
+// device's memory (the device arena of cuda/device_arena.cc). The addon holds arenas only through
+// this interface and never asks which kind it has; parameters are host buffers for both kinds.
+//
+// Every method returns only once its work, device work included, has finished. Not thread-safe:
+// the addon serialises calls per arena (its busy flag).
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "arena_layout.h"
+#include "cpu_kernels.h"
 #include "dtype.h"
+#include "update_description.h"
 
 namespace model_ema {
 
-// Where each tensor of a list sits in an arena's padded block. Host arenas and CUDA device arenas
-// share it, so a block can move between them in one copy and both sides index it alike.
-class ArenaLayout {
- public:
-  // Tensor starts are multiples of this many elements: 64 bytes of the narrowest dtype, a
-  // multiple of every dtype's elements per cache line (and of every 16-byte vector).
-  static constexpr size_t kAlignElements = 32;
-  // Large tensors start half a page past a page boundary. Large parameter buffers usually start
-  // just past one (mmap'd allocations: V8's backing stores, our own), and a shadow at the same
-  // offset within its page as its parameter makes every load of the parameter wait on the store
-  // just made to the shadow (4K aliasing): the update then runs 30-50% slower.
-  static constexpr size_t kPageBytes = 4096;
-  static constexpr size_t kHalfPageFromBytes = 64 * 1024;
-
-  // Throws std::length_error when the sizes overflow.
-  ArenaLayout(DType dtype, std::vector<size_t> sizes);
-
-  DType dtype() const { return dtype_; }
-  size_t tensor_count() const { return sizes_.size(); }
-  size_t size(size_t tensor) const { return sizes_[tensor]; }
-  const std::vector<size_t>& sizes() const { return sizes_; }
-  size_t numel() const { return numel_; }  // sum of sizes, without padding
-  // Element offsets of each tensor in the padded layout, plus the total padded length at the end.
-  const std::vector<size_t>& offsets() const { return offsets_; }
-  size_t byte_length() const { return offsets_.back() * DTypeSize(dtype_); }
-  size_t byte_offset(size_t tensor) const { return offsets_[tensor] * DTypeSize(dtype_); }
-
- private:
-  DType dtype_;
-  std::vector<size_t> sizes_;
-  std::vector<size_t> offsets_;
-  size_t numel_ = 0;
+// A parameter buffer as the addon sees it: a typed array's data and element type. Its length has
+// been checked against the arena's tensor size before any arena method runs.
+struct ParamBuffer {
+  void* data;
+  ParamType type;
 };
+using ParamList = std::vector<ParamBuffer>;
 
 class Arena {
  public:
-  // Throws std::bad_alloc when the memory cannot be had, std::length_error when the sizes overflow.
-  Arena(DType dtype, std::vector<size_t> sizes);
+  virtual ~Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
 
   const ArenaLayout& layout() const { return layout_; }
   DType dtype() const { return layout_.dtype(); }
-  size_t tensor_count() const { return layout_.tensor_count(); }
-  size_t size(size_t tensor) const { return layout_.size(tensor); }
-  const std::vector<size_t>& sizes() const { return layout_.sizes(); }
-  size_t numel() const { return layout_.numel(); }
-  const std::vector<size_t>& offsets() const { return layout_.offsets(); }
-  size_t byte_length() const { return layout_.byte_length(); }
+  int device() const { return device_; }  // the CUDA device index, -1 for host memory
 
-  void* tensor(size_t t) { return data_ + layout_.byte_offset(t); }
-  const void* tensor(size_t t) const { return data_ + layout_.byte_offset(t); }
-  // The whole padded block (null when byte_length() is 0).
-  void* data() { return data_; }
-  const void* data() const { return data_; }
+  // shadows = UpdateShadow(shadows, params) as `u` describes, every tensor in one pass. `cpu` runs
+  // the loops of a host arena, and packs the parameters into pinned buffers for a device arena.
+  void Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u);
+  // arena = params (rounded to the storage dtype).
+  virtual void CopyFromParams(const CpuContext& cpu, const ParamList& params) = 0;
+  // params = arena (converted to each parameter's type).
+  virtual void CopyToParams(const CpuContext& cpu, const ParamList& params) const = 0;
+  // arena = source, which has the same sizes and either this dtype (on any device: one copy of
+  // the whole block, exact) or this device (any dtype: converted). Throws std::invalid_argument
+  // otherwise.
+  virtual void CopyFrom(const CpuContext& cpu, const Arena& source) = 0;
+  virtual size_t CountNonFinite(const CpuContext& cpu) const = 0;
+
+  // One tensor converted into a host buffer of a parameter type.
+  virtual void ReadTensor(const CpuContext& cpu, size_t tensor, ParamBuffer out) const = 0;
+  // One tensor's raw storage bytes (size x dtype size) to or from host memory.
+  virtual void ReadTensorBytes(size_t tensor, void* out) const = 0;
+  virtual void WriteTensorBytes(size_t tensor, const void* bytes) = 0;
+  // The whole padded block (layout().byte_length() bytes) into host memory.
+  virtual void CopyBlockToHost(void* out) const = 0;
+  // The block's address, in the memory of device() (null when the block is empty).
+  virtual const void* block() const = 0;
+
+ protected:
+  Arena(ArenaLayout layout, int device) : layout_(std::move(layout)), device_(device) {}
+  // The update proper; Update has already dealt with the rule that changes nothing.
+  virtual void UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) = 0;
+  // What CopyFrom promises of its source, checked (std::invalid_argument).
+  void CheckCopySource(const Arena& source) const;
 
  private:
-  struct Free {
-    void operator()(void* p) const;
-  };
-
   ArenaLayout layout_;
-  std::unique_ptr<void, Free> allocation_;  // what calloc returned
-  uint8_t* data_ = nullptr;                 // allocation_ rounded up to a page boundary
+  int device_;
 };
+
+// A zero-filled arena in host memory (device < 0) or on a CUDA device. Throws std::length_error
+// when the sizes overflow, std::bad_alloc when host memory cannot be had, DeviceUnavailable
+// (cuda/device_arena.h) when the device cannot be used, a CUDA error when its memory cannot be had.
+std::unique_ptr<Arena> NewArena(DType dtype, std::vector<size_t> sizes, int device);
 
 }  // namespace model_ema

@@ -1,25 +1,27 @@
 // The CPU loops of every operation, compiled once per instruction set and picked at run time.
 //
-// Each table entry handles one contiguous piece of one tensor; cpu_ops.cc splits the multi-tensor
-// work into such pieces and spreads them over threads. Pointers are untyped because the element
-// types are chosen by the table indices: [storage dtype][parameter type].
+// Each entry handles one contiguous piece of one tensor; HostArena splits the multi-tensor work
+// into such pieces and spreads them over threads. The dtypes are run-time arguments: each entry
+// picks its loop (one per functor of element_ops.h) once per piece, never per element.
 #pragma once
 
 #include <cstddef>
 
 #include "dtype.h"
+#include "thread_pool.h"
+#include "update_description.h"
 
 namespace model_ema {
 
 struct CpuKernelTable {
   const char* isa;  // "avx512", "avx2", "baseline" (which is NEON on arm64)
-  // shadow = shadow - (1 - decay) * (shadow - param), one_minus_decay already computed
-  void (*update[kNumDTypes][kNumParamTypes])(void* shadow, const void* param, size_t n,
-                                             double one_minus_decay);
-  void (*load_params[kNumDTypes][kNumParamTypes])(void* shadow, const void* param, size_t n);
-  void (*store_params[kNumDTypes][kNumParamTypes])(const void* shadow, void* param, size_t n);
-  void (*convert[kNumDTypes][kNumDTypes])(const void* from, void* to, size_t n);
-  size_t (*count_non_finite[kNumDTypes])(const void* shadow, size_t n);
+  // shadow[i] = UpdateShadow(shadow[i], param[i]) as `u` describes, i < n.
+  void (*update)(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow,
+                 const void* param, size_t n);
+  // to[i] = from[i] converted. Copies between parameters and an arena are conversions too: a
+  // parameter's type is a DType (AsDType).
+  void (*convert)(DType from_dtype, DType to_dtype, const void* from, void* to, size_t n);
+  size_t (*count_non_finite)(DType dtype, const void* values, size_t n);
 };
 
 // The table for the best instruction set this CPU and OS support, no better than `ceiling`
@@ -31,5 +33,13 @@ namespace baseline { const CpuKernelTable& Kernels(); }
 namespace avx2 { const CpuKernelTable& Kernels(); }
 namespace avx512 { const CpuKernelTable& Kernels(); }
 #endif
+
+// How one call may use the CPU: which loops, and how many threads of which pool.
+struct CpuContext {
+  const CpuKernelTable* kernels;
+  ThreadPool* pool;
+  unsigned max_threads;         // 1 keeps everything on the calling thread
+  size_t parallel_threshold;    // arenas with fewer elements stay on the calling thread
+};
 
 }  // namespace model_ema

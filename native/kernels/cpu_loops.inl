@@ -14,89 +14,52 @@ namespace model_ema {
 namespace MODEL_EMA_ISA {
 namespace {
 
-template <ParamType T> struct ParamElement;
-template <> struct ParamElement<ParamType::kFloat32> { using type = float; };
-template <> struct ParamElement<ParamType::kFloat64> { using type = double; };
-
-template <DType T> struct StorageElement;
-template <> struct StorageElement<DType::kFloat32> { using type = float; };
-template <> struct StorageElement<DType::kFloat64> { using type = double; };
-template <> struct StorageElement<DType::kFloat16> { using type = Half; };
-template <> struct StorageElement<DType::kBFloat16> { using type = BFloat16; };
-
-template <DType SD, ParamType PT>
-void UpdateLoop(void* shadow, const void* param, size_t n, double one_minus_decay) {
-  using S = typename StorageElement<SD>::type;
-  using P = typename ParamElement<PT>::type;
-  S* __restrict s = static_cast<S*>(shadow);
-  const P* __restrict p = static_cast<const P*>(param);
-  const UpdateShadow<S, P> op{static_cast<ComputeOf<S>>(one_minus_decay)};
-  for (size_t i = 0; i < n; ++i) s[i] = op(s[i], p[i]);
+// dst[i] = op(dst[i], src[i]) for any functor of element_ops.h. Two loops rather than one with a
+// select, so that a functor that ignores the old value never loads it.
+template <typename F>
+void TransformLoop(void* dst, const void* src, size_t n, const F& f) {
+  using D = typename F::Dst;
+  using S = typename F::Src;
+  D* __restrict d = static_cast<D*>(dst);
+  const S* __restrict s = static_cast<const S*>(src);
+  const F op = f;  // a local copy: stores through d cannot change its fields
+  if constexpr (F::kReadsDst) {
+    for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = op(D{}, s[i]);
+  }
 }
 
-template <typename From, typename To>
-void ConvertLoop(const void* from, void* to, size_t n) {
-  const From* __restrict src = static_cast<const From*>(from);
-  To* __restrict dst = static_cast<To*>(to);
-  const ConvertElement<From, To> op{};
-  for (size_t i = 0; i < n; ++i) dst[i] = op(src[i]);
-}
-
-template <DType SD, ParamType PT>
-void LoadParamsLoop(void* shadow, const void* param, size_t n) {
-  ConvertLoop<typename ParamElement<PT>::type, typename StorageElement<SD>::type>(param, shadow, n);
-}
-
-template <DType SD, ParamType PT>
-void StoreParamsLoop(const void* shadow, void* param, size_t n) {
-  ConvertLoop<typename StorageElement<SD>::type, typename ParamElement<PT>::type>(shadow, param, n);
-}
-
-template <DType From, DType To>
-void ConvertArenaLoop(const void* from, void* to, size_t n) {
-  ConvertLoop<typename StorageElement<From>::type, typename StorageElement<To>::type>(from, to, n);
-}
-
-template <DType SD>
-size_t CountNonFiniteLoop(const void* shadow, size_t n) {
-  using S = typename StorageElement<SD>::type;
-  const S* __restrict s = static_cast<const S*>(shadow);
+template <typename S>
+size_t CountNonFiniteLoop(const void* values, size_t n) {
+  const S* __restrict s = static_cast<const S*>(values);
   const IsFiniteElement<S> finite{};
   size_t count = 0;
   for (size_t i = 0; i < n; ++i) count += finite(s[i]) ? 0 : 1;
   return count;
 }
 
-constexpr DType F32 = DType::kFloat32, F64 = DType::kFloat64, F16 = DType::kFloat16,
-                BF16 = DType::kBFloat16;
-constexpr ParamType P32 = ParamType::kFloat32, P64 = ParamType::kFloat64;
+void Update(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow, const void* param,
+            size_t n) {
+  WithUpdateOp(u, shadow_dtype, param_type, [&](const auto& op) { TransformLoop(shadow, param, n, op); });
+}
 
-#define MODEL_EMA_BY_PARAM(LOOP, SD) {LOOP<SD, P32>, LOOP<SD, P64>}
-#define MODEL_EMA_BY_STORAGE(LOOP) \
-  {MODEL_EMA_BY_PARAM(LOOP, F32), MODEL_EMA_BY_PARAM(LOOP, F64), MODEL_EMA_BY_PARAM(LOOP, F16), \
-   MODEL_EMA_BY_PARAM(LOOP, BF16)}
-#define MODEL_EMA_TO_ALL(FROM) \
-  {ConvertArenaLoop<FROM, F32>, ConvertArenaLoop<FROM, F64>, ConvertArenaLoop<FROM, F16>, \
-   ConvertArenaLoop<FROM, BF16>}
+void Convert(DType from_dtype, DType to_dtype, const void* from, void* to, size_t n) {
+  WithConvertOp(from_dtype, to_dtype, [&](const auto& op) { TransformLoop(to, from, n, op); });
+}
+
+size_t CountNonFinite(DType dtype, const void* values, size_t n) {
+  size_t count = 0;
+  VisitDType(dtype, [&](auto element) { count = CountNonFiniteLoop<decltype(element)>(values, n); });
+  return count;
+}
 
 }  // namespace
 
 const CpuKernelTable& Kernels() {
-  static const CpuKernelTable table = {
-      MODEL_EMA_ISA_NAME,
-      MODEL_EMA_BY_STORAGE(UpdateLoop),
-      MODEL_EMA_BY_STORAGE(LoadParamsLoop),
-      MODEL_EMA_BY_STORAGE(StoreParamsLoop),
-      {MODEL_EMA_TO_ALL(F32), MODEL_EMA_TO_ALL(F64), MODEL_EMA_TO_ALL(F16), MODEL_EMA_TO_ALL(BF16)},
-      {CountNonFiniteLoop<F32>, CountNonFiniteLoop<F64>, CountNonFiniteLoop<F16>,
-       CountNonFiniteLoop<BF16>},
-  };
+  static const CpuKernelTable table = {MODEL_EMA_ISA_NAME, Update, Convert, CountNonFinite};
   return table;
 }
-
-#undef MODEL_EMA_BY_PARAM
-#undef MODEL_EMA_BY_STORAGE
-#undef MODEL_EMA_TO_ALL
 
 }  // namespace MODEL_EMA_ISA
 }  // namespace model_ema

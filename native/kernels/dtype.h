@@ -20,6 +20,10 @@ constexpr size_t DTypeSize(DType t) {
 
 constexpr size_t ParamTypeSize(ParamType t) { return t == ParamType::kFloat64 ? 8 : 4; }
 
+// Parameters are float32 or float64, which are storage dtypes too: every copy between parameters
+// and an arena is a conversion between two DTypes.
+constexpr DType AsDType(ParamType t) { return t == ParamType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
+
 constexpr const char* DTypeName(DType t) {
   switch (t) {
     case DType::kFloat32: return "float32";

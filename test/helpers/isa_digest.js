@@ -22,7 +22,7 @@ for (const dtype of ['float32', 'float64', 'float16', 'bfloat16']) {
   for (const Ctor of [Float32Array, Float64Array]) {
     const arena = new binding.ShadowArena(dtype, sizes);
     arena.copyFrom(sizes.map((n, i) => values(n, i + 1, Ctor)));
-    arena.update(sizes.map((n, i) => values(n, i + 100, Ctor)), 0.9);
+    arena.update(sizes.map((n, i) => values(n, i + 100, Ctor)), { decay: 0.9 });
     const out = sizes.map((n) => new Ctor(n));
     arena.copyTo(out);
     for (const o of out) hash.update(Buffer.from(o.buffer));

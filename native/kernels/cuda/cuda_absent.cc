@@ -16,7 +16,7 @@ CudaStatus QueryCuda() {
 
 DeviceMemoryInfo QueryDeviceMemory(int device) { throw DeviceUnavailable(device, kNotCompiled); }
 
-std::unique_ptr<DeviceArena> NewDeviceArena(DType dtype, std::vector<size_t> sizes, int device) {
+std::unique_ptr<Arena> NewDeviceArena(DType dtype, std::vector<size_t> sizes, int device) {
   (void)ArenaLayout(dtype, std::move(sizes));  // the same length_error as a CUDA build first
   throw DeviceUnavailable(device, kNotCompiled);
 }

@@ -1,8 +1,9 @@
-// DeviceArena on CUDA: the arena block in device memory, a staging pipeline for parameters, and
-// the multi-tensor kernels for the arithmetic.
+// The device implementation of Arena: the block in one CUDA device's memory, a staging pipeline
+// for parameters, and the multi-tensor kernels for the arithmetic.
 #include "device_arena.h"
 
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -17,12 +18,11 @@ namespace {
 
 using multi_tensor::Span;
 
-class CudaDeviceArena final : public DeviceArena {
+class DeviceArena final : public Arena {
  public:
-  CudaDeviceArena(ArenaLayout layout, int device)
-      : DeviceArena(std::move(layout), device),
-        block_(device, this->layout().byte_length(),
-               std::string(DTypeName(this->layout().dtype())) + " arena"),
+  DeviceArena(ArenaLayout layout, int device)
+      : Arena(std::move(layout), device),
+        block_(device, this->layout().byte_length(), std::string(DTypeName(this->layout().dtype())) + " arena"),
         pipeline_(device) {
     // Zero-filled like a host arena: the padding between tensors must read as zeros after a move.
     if (block_.bytes() == 0) return;
@@ -31,53 +31,52 @@ class CudaDeviceArena final : public DeviceArena {
     pipeline_.Synchronize("zero the arena");
   }
 
-  void Update(const CpuContext& host, const std::vector<ParamBuffer>& params, double decay) override {
-    // The exact end points, as UpdateShadows (cpu_ops.cc) makes them.
-    if (decay == 0.0) return LoadParams(host, params);
-    if (decay == 1.0) return;
-    const double one_minus_decay = 1.0 - decay;
-    const DType shadow = layout().dtype();
+  void CopyFromParams(const CpuContext& host, const ParamList& params) override {
     Stage(host, params, StagingDirection::kToArena, [&](cudaStream_t stream, ParamType type, const std::vector<Span>& spans) {
-      LaunchUpdate(stream, shadow, type, spans, one_minus_decay);
+      LaunchConvert(stream, AsDType(type), dtype(), spans);
     });
   }
 
-  void LoadParams(const CpuContext& host, const std::vector<ParamBuffer>& params) override {
-    const DType storage = layout().dtype();
-    Stage(host, params, StagingDirection::kToArena, [&](cudaStream_t stream, ParamType type, const std::vector<Span>& spans) {
-      LaunchConvert(stream, AsDType(type), storage, spans);
-    });
-  }
-
-  void StoreParams(const CpuContext& host, const std::vector<ParamBuffer>& params) override {
-    const DType storage = layout().dtype();
+  void CopyToParams(const CpuContext& host, const ParamList& params) const override {
     Stage(host, params, StagingDirection::kFromArena, [&](cudaStream_t stream, ParamType type, const std::vector<Span>& spans) {
-      LaunchConvert(stream, storage, AsDType(type), spans);
+      LaunchConvert(stream, dtype(), AsDType(type), spans);
     });
   }
 
-  void ConvertInto(DeviceArena& to) override {
-    if (to.device() != device() || to.layout().sizes() != layout().sizes()) {
-      throw std::invalid_argument("ConvertInto needs an arena of the same sizes on the same device");
+  void CopyFrom(const CpuContext&, const Arena& source) override {
+    CheckCopySource(source);
+    if (block_.bytes() == 0) return;
+    if (source.dtype() != dtype()) {  // on this device (checked): convert tensor by tensor
+      DeviceGuard guard(device());
+      std::vector<Span> spans;
+      const uint8_t* from = static_cast<const uint8_t*>(source.block());
+      for (size_t t = 0; t < layout().tensor_count(); ++t) {
+        spans.push_back({Tensor(t), from + source.layout().byte_offset(t), layout().size(t)});
+      }
+      LaunchConvert(stream(), source.dtype(), dtype(), spans);
+      pipeline_.Synchronize("convert");
+    } else if (source.device() < 0) {
+      Copy(block_.get(), source.block(), block_.bytes(), cudaMemcpyHostToDevice, "copy an arena, host to device");
+    } else if (source.device() == device()) {
+      Copy(block_.get(), source.block(), block_.bytes(), cudaMemcpyDeviceToDevice, "copy an arena, device to device");
+    } else {
+      // Works with or without peer access between the two devices (through the host if need be).
+      DeviceGuard guard(device());
+      CheckCuda(cudaMemcpyPeerAsync(block_.get(), device(), source.block(), source.device(), block_.bytes(), stream()),
+                "cudaMemcpyPeerAsync (copy an arena from CUDA device " + std::to_string(source.device()) + " to " +
+                    std::to_string(device()) + ")");
+      pipeline_.Synchronize("copy an arena between devices");
     }
-    DeviceGuard guard(device());
-    std::vector<Span> spans;
-    uint8_t* to_block = static_cast<uint8_t*>(const_cast<void*>(to.device_data()));
-    for (size_t t = 0; t < layout().tensor_count(); ++t) {
-      spans.push_back({to_block + to.layout().byte_offset(t), Tensor(t), layout().size(t)});
-    }
-    LaunchConvert(stream(), layout().dtype(), to.layout().dtype(), spans);
-    pipeline_.Synchronize("convert");
   }
 
-  size_t CountNonFinite() override {
+  size_t CountNonFinite(const CpuContext&) const override {
     DeviceGuard guard(device());
     if (!counter_.get()) counter_ = DeviceBuffer(device(), sizeof(unsigned long long), "non-finite counter");
     unsigned long long* total = static_cast<unsigned long long*>(counter_.get());
     CheckCuda(cudaMemsetAsync(total, 0, sizeof *total, stream()), "cudaMemsetAsync (non-finite counter)");
     std::vector<Span> spans;
     for (size_t t = 0; t < layout().tensor_count(); ++t) spans.push_back({nullptr, Tensor(t), layout().size(t)});
-    LaunchCountNonFinite(stream(), layout().dtype(), spans, total);
+    LaunchCountNonFinite(stream(), dtype(), spans, total);
     unsigned long long count = 0;
     CheckCuda(cudaMemcpyAsync(&count, total, sizeof count, cudaMemcpyDeviceToHost, stream()),
               "cudaMemcpyAsync (non-finite count, device to host)");
@@ -85,47 +84,43 @@ class CudaDeviceArena final : public DeviceArena {
     return static_cast<size_t>(count);
   }
 
-  void ReadTensorBytes(size_t tensor, void* out) override {
-    Copy(out, Tensor(tensor), TensorBytes(tensor), cudaMemcpyDeviceToHost, "read a tensor, device to host");
+  void ReadTensor(const CpuContext& host, size_t t, ParamBuffer out) const override {
+    if (AsDType(out.type) == dtype()) return ReadTensorBytes(t, out.data);  // already the output's type
+    std::unique_ptr<uint8_t[]> raw(new uint8_t[TensorBytes(t)]);
+    ReadTensorBytes(t, raw.get());
+    host.kernels->convert(dtype(), AsDType(out.type), raw.get(), out.data, layout().size(t));
   }
 
-  void WriteTensorBytes(size_t tensor, const void* bytes) override {
-    Copy(Tensor(tensor), bytes, TensorBytes(tensor), cudaMemcpyHostToDevice, "write a tensor, host to device");
+  void ReadTensorBytes(size_t t, void* out) const override {
+    Copy(out, Tensor(t), TensorBytes(t), cudaMemcpyDeviceToHost, "read a tensor, device to host");
   }
 
-  void CopyFromHost(const Arena& from) override {
-    Copy(block_.get(), from.data(), block_.bytes(), cudaMemcpyHostToDevice, "copy an arena, host to device");
+  void WriteTensorBytes(size_t t, const void* bytes) override {
+    Copy(Tensor(t), bytes, TensorBytes(t), cudaMemcpyHostToDevice, "write a tensor, host to device");
   }
 
-  void CopyToHost(Arena& to) override {
-    Copy(to.data(), block_.get(), block_.bytes(), cudaMemcpyDeviceToHost, "copy an arena, device to host");
+  void CopyBlockToHost(void* out) const override {
+    Copy(out, block_.get(), block_.bytes(), cudaMemcpyDeviceToHost, "copy an arena, device to host");
   }
 
-  void CopyFromDevice(const DeviceArena& from) override {
-    if (block_.bytes() == 0) return;
-    if (from.device() == device()) {
-      Copy(block_.get(), from.device_data(), block_.bytes(), cudaMemcpyDeviceToDevice, "copy an arena, device to device");
-      return;
-    }
-    // Works with or without peer access between the two devices (through the host if need be).
-    DeviceGuard guard(device());
-    CheckCuda(cudaMemcpyPeerAsync(block_.get(), device(), from.device_data(), from.device(), block_.bytes(), stream()),
-              "cudaMemcpyPeerAsync (copy an arena from CUDA device " + std::to_string(from.device()) + " to " +
-                  std::to_string(device()) + ")");
-    pipeline_.Synchronize("copy an arena between devices");
-  }
+  const void* block() const override { return block_.get(); }
 
-  const void* device_data() const override { return block_.get(); }
+ protected:
+  void UpdateShadows(const CpuContext& host, const ParamList& params, UpdateDescription u) override {
+    Stage(host, params, StagingDirection::kToArena, [&](cudaStream_t stream, ParamType type, const std::vector<Span>& spans) {
+      LaunchUpdate(stream, u, dtype(), type, spans);
+    });
+  }
 
  private:
   using SpanKernels = std::function<void(cudaStream_t, ParamType, const std::vector<Span>&)>;
 
   cudaStream_t stream() const { return pipeline_.stream(0); }
   void* Tensor(size_t t) const { return static_cast<uint8_t*>(block_.get()) + layout().byte_offset(t); }
-  size_t TensorBytes(size_t t) const { return layout().size(t) * DTypeSize(layout().dtype()); }
+  size_t TensorBytes(size_t t) const { return layout().size(t) * DTypeSize(dtype()); }
 
   // A synchronous copy on the arena's stream (never the legacy default stream).
-  void Copy(void* to, const void* from, size_t bytes, cudaMemcpyKind kind, const char* what) {
+  void Copy(void* to, const void* from, size_t bytes, cudaMemcpyKind kind, const char* what) const {
     if (bytes == 0) return;
     DeviceGuard guard(device());
     CheckCuda(cudaMemcpyAsync(to, from, bytes, kind, stream()), std::string("cudaMemcpyAsync (") + what + ")");
@@ -133,8 +128,7 @@ class CudaDeviceArena final : public DeviceArena {
   }
 
   // Runs `kernels` over every staged chunk, once per parameter type present in the chunk.
-  void Stage(const CpuContext& host, const std::vector<ParamBuffer>& params, StagingDirection direction,
-             const SpanKernels& kernels) {
+  void Stage(const CpuContext& host, const ParamList& params, StagingDirection direction, const SpanKernels& kernels) const {
     const size_t capacity = ChooseStagingBytes(layout(), params);
     if (capacity == 0) return;
     DeviceGuard guard(device());
@@ -154,16 +148,18 @@ class CudaDeviceArena final : public DeviceArena {
   }
 
   DeviceBuffer block_;
-  StagingPipeline pipeline_;
-  DeviceBuffer counter_;
+  // The streams, pinned staging buffers and scratch counter are working state, not the arena's
+  // values: const methods (reading the arena out) use them too.
+  mutable StagingPipeline pipeline_;
+  mutable DeviceBuffer counter_;
 };
 
 }  // namespace
 
-std::unique_ptr<DeviceArena> NewDeviceArena(DType dtype, std::vector<size_t> sizes, int device) {
+std::unique_ptr<Arena> NewDeviceArena(DType dtype, std::vector<size_t> sizes, int device) {
   ArenaLayout layout(dtype, std::move(sizes));
   CheckDeviceUsable(device);
-  return std::make_unique<CudaDeviceArena>(std::move(layout), device);
+  return std::make_unique<DeviceArena>(std::move(layout), device);
 }
 
 }  // namespace model_ema

@@ -1,8 +1,11 @@
 // Runs the CUDA path's host logic and kernel blocks on the CPU, without a GPU: the staging plan,
 // the host packing, the chunk spans, the chunk tables, and every block and thread of each
 // "launch" of the block functions in multi_tensor.h (threads run one after another). The results
-// must match the CPU kernels (cpu_ops.h) bit for bit, padding included. What this cannot check is
+// must match a HostArena (the CPU kernels) bit for bit, padding included. What this cannot check is
 // the CUDA side proper: streams, events, copies, and threads running concurrently.
+//
+// The functors come from WithUpdateOp / WithConvertOp (element_ops.h), as in the CUDA launchers,
+// so the emulation and the device pick the same instantiation for the same description.
 //
 // Usage: multi_tensor_emulation_test [quick]. Prints one line per failure; exits 1 if any.
 #include <algorithm>
@@ -16,8 +19,8 @@
 #include <utility>
 #include <vector>
 
-#include "../arena.h"
-#include "../cpu_ops.h"
+#include "../element_ops.h"
+#include "../host_arena.h"
 #include "chunk_tables.h"
 #include "multi_tensor.h"
 #include "staging_plan.h"
@@ -39,17 +42,6 @@ void Expect(bool ok, const std::string& what) {
   if (!ok && ++failures <= 20) std::printf("FAIL %s\n", what.c_str());
 }
 
-template <typename F>
-void WithType(DType dtype, const F& f) {
-  switch (dtype) {
-    case DType::kFloat32: return f(float{});
-    case DType::kFloat64: return f(double{});
-    case DType::kFloat16: return f(Half{});
-    case DType::kBFloat16: return f(BFloat16{});
-  }
-}
-DType AsDType(ParamType t) { return t == ParamType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
-
 // One "launch": every block, every thread, in order.
 template <typename Block>
 void RunGrid(const ChunkTable& table, int32_t blocks, const Block& block) {
@@ -64,37 +56,26 @@ void RunGrid(const ChunkTable& table, int32_t blocks, const Block& block) {
   }
 }
 
-void EmulateUpdate(DType s, ParamType p, const std::vector<Span>& spans, double one_minus_decay) {
-  WithType(s, [&](auto sv) {
-    WithType(AsDType(p), [&](auto pv) {
-      using S = decltype(sv);
-      using P = decltype(pv);
-      if constexpr (std::is_same_v<P, float> || std::is_same_v<P, double>) {
-        const UpdateShadow<S, P> op{static_cast<ComputeOf<S>>(one_minus_decay)};
-        multi_tensor::ForEachChunkTable(spans, sizeof(S), sizeof(P), [&](const ChunkTable& table, int32_t blocks) {
-          RunGrid(table, blocks, [&](int32_t b, int t) { multi_tensor::UpdateBlock<S, P>(table, b, t, kBlockThreads, op); });
-        }, max_blocks);
-      }
-    });
-  });
+// One emulated launch sequence of `op`, as LaunchTransform (multi_tensor_kernels.cu) queues it.
+template <typename F>
+void EmulateTransform(const F& op, const std::vector<Span>& spans) {
+  multi_tensor::ForEachChunkTable(spans, sizeof(typename F::Dst), sizeof(typename F::Src), [&](const ChunkTable& table, int32_t blocks) {
+    RunGrid(table, blocks, [&](int32_t b, int t) { multi_tensor::TransformBlock(table, b, t, kBlockThreads, op); });
+  }, max_blocks);
+}
+
+void EmulateUpdate(UpdateDescription u, DType s, ParamType p, const std::vector<Span>& spans) {
+  WithUpdateOp(u, s, p, [&](const auto& op) { EmulateTransform(op, spans); });
 }
 
 void EmulateConvert(DType from, DType to, const std::vector<Span>& spans) {
-  WithType(from, [&](auto fv) {
-    WithType(to, [&](auto tv) {
-      using From = decltype(fv);
-      using To = decltype(tv);
-      multi_tensor::ForEachChunkTable(spans, sizeof(To), sizeof(From), [&](const ChunkTable& table, int32_t blocks) {
-        RunGrid(table, blocks, [&](int32_t b, int t) { multi_tensor::ConvertBlock<From, To>(table, b, t, kBlockThreads); });
-      }, max_blocks);
-    });
-  });
+  WithConvertOp(from, to, [&](const auto& op) { EmulateTransform(op, spans); });
 }
 
 size_t EmulateCount(DType dtype, const std::vector<Span>& spans) {
   size_t total = 0;
-  WithType(dtype, [&](auto sv) {
-    using S = decltype(sv);
+  VisitDType(dtype, [&](auto element) {
+    using S = decltype(element);
     multi_tensor::ForEachChunkTable(spans, 0, sizeof(S), [&](const ChunkTable& table, int32_t blocks) {
       RunGrid(table, blocks, [&](int32_t b, int t) { total += multi_tensor::CountNonFiniteBlock<S>(table, b, t, kBlockThreads); });
     }, max_blocks);
@@ -102,33 +83,35 @@ size_t EmulateCount(DType dtype, const std::vector<Span>& spans) {
   return total;
 }
 
-// What CudaDeviceArena::Stage does, with host memory standing in for the device's.
-enum class Op { kUpdate, kLoad, kStore };
-void EmulateStaged(const CpuContext& cpu, Op op, Arena& device, const std::vector<ParamBuffer>& params,
-                   size_t capacity, double one_minus_decay) {
+// What the device arena's Stage does (device_arena.cc), with host memory standing in for the device's.
+enum class Op { kUpdate, kCopyFromParams, kCopyToParams };
+void EmulateStaged(const CpuContext& cpu, Op op, HostArena& device, const ParamList& params, size_t capacity,
+                   UpdateDescription u) {
   const StagingPlan plan = PlanStaging(device.layout(), params, capacity);
   std::vector<uint64_t> staging_words(capacity / 8 + 1);
   void* staging = staging_words.data();
-  const auto direction = op == Op::kStore ? StagingDirection::kFromArena : StagingDirection::kToArena;
+  const auto direction = op == Op::kCopyToParams ? StagingDirection::kFromArena : StagingDirection::kToArena;
   for (const StagedChunk& chunk : plan.chunks) {
     Expect(chunk.bytes <= capacity, "chunk fits its staging buffer");
-    if (op != Op::kStore) PackChunk(cpu, plan, chunk, params, staging);
+    if (op != Op::kCopyToParams) PackChunk(cpu, plan, chunk, params, staging);
     for (ParamType type : {ParamType::kFloat32, ParamType::kFloat64}) {
       std::vector<Span> spans = ChunkSpans(plan, chunk, device.layout(), device.data(), staging, params, type, direction);
       if (spans.empty()) continue;
-      if (op == Op::kUpdate) EmulateUpdate(device.dtype(), type, spans, one_minus_decay);
-      if (op == Op::kLoad) EmulateConvert(AsDType(type), device.dtype(), spans);
-      if (op == Op::kStore) EmulateConvert(device.dtype(), AsDType(type), spans);
+      if (op == Op::kUpdate) EmulateUpdate(u, device.dtype(), type, spans);
+      if (op == Op::kCopyFromParams) EmulateConvert(AsDType(type), device.dtype(), spans);
+      if (op == Op::kCopyToParams) EmulateConvert(device.dtype(), AsDType(type), spans);
     }
-    if (op == Op::kStore) UnpackChunk(cpu, plan, chunk, staging, params);
+    if (op == Op::kCopyToParams) UnpackChunk(cpu, plan, chunk, staging, params);
   }
   // Every element of every tensor exactly once, in order.
-  std::vector<size_t> next(device.tensor_count(), 0);
+  std::vector<size_t> next(device.layout().tensor_count(), 0);
   for (const StagedSegment& seg : plan.segments) {
     Expect(seg.first == next[seg.tensor] && seg.count > 0 && seg.offset % 64 == 0, "segments tile each tensor");
     next[seg.tensor] += seg.count;
   }
-  for (size_t t = 0; t < device.tensor_count(); ++t) Expect(next[t] == device.size(t), "segments cover each tensor");
+  for (size_t t = 0; t < device.layout().tensor_count(); ++t) {
+    Expect(next[t] == device.layout().size(t), "segments cover each tensor");
+  }
 }
 
 bool SameBytes(const void* a, const void* b, size_t n) { return n == 0 || std::memcmp(a, b, n) == 0; }
@@ -137,7 +120,7 @@ bool SameBytes(const void* a, const void* b, size_t n) { return n == 0 || std::m
 // non-finite values; `shift` elements in, so that views are not 16-byte aligned.
 struct Params {
   std::vector<std::vector<uint8_t>> storage;
-  std::vector<ParamBuffer> buffers;
+  ParamList buffers;
 };
 Params MakeParams(const std::vector<size_t>& sizes, int type_mix, size_t shift, std::mt19937_64& rng) {
   Params p;
@@ -168,34 +151,38 @@ void RunCase(const CpuContext& cpu, DType dtype, const std::vector<size_t>& size
              std::mt19937_64& rng, const std::string& name) {
   const std::string what = name + " " + DTypeName(dtype) + " mix " + std::to_string(type_mix) + " capacity " + std::to_string(capacity);
   Params first = MakeParams(sizes, type_mix, 1, rng), second = MakeParams(sizes, type_mix, 0, rng);
-  Arena reference(dtype, sizes), device(dtype, sizes);
-  LoadParams(cpu, reference, first.buffers);
-  EmulateStaged(cpu, Op::kLoad, device, first.buffers, capacity, 0);
-  Expect(SameBytes(reference.data(), device.data(), reference.byte_length()), what + ": load");
-  for (double decay : {0.9, 0.999, 0.5}) {
-    UpdateShadows(cpu, reference, second.buffers, decay);
-    EmulateStaged(cpu, Op::kUpdate, device, second.buffers, capacity, 1.0 - decay);
-    Expect(SameBytes(reference.data(), device.data(), reference.byte_length()), what + ": update decay " + std::to_string(decay));
+  HostArena reference(dtype, sizes), device(dtype, sizes);
+  const size_t bytes = reference.layout().byte_length();
+  reference.CopyFromParams(cpu, first.buffers);
+  EmulateStaged(cpu, Op::kCopyFromParams, device, first.buffers, capacity, {});
+  Expect(SameBytes(reference.data(), device.data(), bytes), what + ": copy from params");
+  // Decay 0 runs the update's copy rule (decay 1 runs nothing: Arena::Update skips it).
+  for (double decay : {0.9, 0.999, 0.0, 0.5}) {
+    reference.Update(cpu, second.buffers, UpdateDescription{decay});
+    EmulateStaged(cpu, Op::kUpdate, device, second.buffers, capacity, UpdateDescription{decay});
+    Expect(SameBytes(reference.data(), device.data(), bytes), what + ": update decay " + std::to_string(decay));
+    if (decay == 0.0) second = MakeParams(sizes, type_mix, 0, rng);
   }
   Params out_ref = MakeParams(sizes, type_mix, 1, rng), out_dev = MakeParams(sizes, type_mix, 1, rng);
-  StoreParams(cpu, reference, out_ref.buffers);
-  EmulateStaged(cpu, Op::kStore, device, out_dev.buffers, capacity, 0);
+  reference.CopyToParams(cpu, out_ref.buffers);
+  EmulateStaged(cpu, Op::kCopyToParams, device, out_dev.buffers, capacity, {});
   for (size_t t = 0; t < sizes.size(); ++t) {
     Expect(SameBytes(out_ref.buffers[t].data, out_dev.buffers[t].data, sizes[t] * ParamTypeSize(out_ref.buffers[t].type)),
-           what + ": store tensor " + std::to_string(t));
+           what + ": copy to params, tensor " + std::to_string(t));
   }
-  Expect(CountNonFinite(cpu, reference) == [&] {
+  Expect(reference.CountNonFinite(cpu) == [&] {
     std::vector<Span> spans;
     for (size_t t = 0; t < sizes.size(); ++t) spans.push_back({nullptr, device.tensor(t), sizes[t]});
     return EmulateCount(dtype, spans);
   }(), what + ": count non-finite");
   for (int to = 0; to < kNumDTypes; ++to) {
-    Arena ref_to(static_cast<DType>(to), sizes), dev_to(static_cast<DType>(to), sizes);
-    ConvertArena(cpu, reference, ref_to);
+    HostArena ref_to(static_cast<DType>(to), sizes), dev_to(static_cast<DType>(to), sizes);
+    ref_to.CopyFrom(cpu, reference);
     std::vector<Span> spans;
     for (size_t t = 0; t < sizes.size(); ++t) spans.push_back({dev_to.tensor(t), device.tensor(t), sizes[t]});
     EmulateConvert(dtype, static_cast<DType>(to), spans);
-    Expect(SameBytes(ref_to.data(), dev_to.data(), ref_to.byte_length()), what + ": convert to " + DTypeName(static_cast<DType>(to)));
+    Expect(SameBytes(ref_to.data(), dev_to.data(), ref_to.layout().byte_length()),
+           what + ": convert to " + DTypeName(static_cast<DType>(to)));
   }
 }
 
@@ -209,9 +196,9 @@ void CheckMisalignedSpans(std::mt19937_64& rng) {
     const float* src = params + shift;
     EmulateConvert(DType::kFloat32, DType::kFloat32, {{copy.data() + (3 - shift), src, n}});
     Expect(SameBytes(copy.data() + (3 - shift), src, n * 4), "misaligned copy, shift " + std::to_string(shift));
-    const UpdateShadow<float, float> op{0.125f};
+    const UpdateShadow<float, float, UpdateRule::kAverage> op{0.125f};
     for (size_t i = 0; i < n; ++i) expected[3 - shift + i] = op(expected[3 - shift + i], src[i]);
-    EmulateUpdate(DType::kFloat32, ParamType::kFloat32, {{shadow.data() + (3 - shift), src, n}}, 0.125);
+    EmulateUpdate(UpdateDescription{0.875}, DType::kFloat32, ParamType::kFloat32, {{shadow.data() + (3 - shift), src, n}});
     Expect(SameBytes(shadow.data(), expected.data(), shadow.size() * 4), "misaligned update, shift " + std::to_string(shift));
   }
 }
@@ -237,7 +224,7 @@ int main(int argc, char** argv) {
   for (const auto& [name, sizes] : shapes) {
     for (int d = 0; d < kNumDTypes; ++d) {
       for (int mix = 0; mix < 3; ++mix) {
-        std::vector<ParamBuffer> probe(sizes.size(), ParamBuffer{nullptr, mix == 1 ? ParamType::kFloat64 : ParamType::kFloat32});
+        ParamList probe(sizes.size(), ParamBuffer{nullptr, mix == 1 ? ParamType::kFloat64 : ParamType::kFloat32});
         ArenaLayout layout(static_cast<DType>(d), sizes);
         size_t chosen = std::max<size_t>(ChooseStagingBytes(layout, probe), 1024);
         for (size_t capacity : {size_t{1024}, size_t{64} << 10, chosen}) {

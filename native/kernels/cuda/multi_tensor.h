@@ -77,9 +77,13 @@ MODEL_EMA_HD_INLINE bool PackAligned(const T* p) {
   return reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T, E>) == 0;
 }
 
-// This thread's share of dst[i] = f(src[i]) (or f(dst[i], src[i]) when kReadsDst) over n elements.
-template <bool kReadsDst, typename D, typename S, typename F>
-MODEL_EMA_HD_INLINE void TransformChunk(D* dst, const S* src, int64_t n, int thread, int threads, const F& f) {
+// This thread's share of dst[i] = f(dst[i], src[i]) over n elements, for any functor of
+// element_ops.h (dst[i] is not loaded when the functor does not read it).
+template <typename F>
+MODEL_EMA_HD_INLINE void TransformChunk(typename F::Dst* dst, const typename F::Src* src, int64_t n, int thread,
+                                        int threads, const F& f) {
+  using D = typename F::Dst;
+  using S = typename F::Src;
   constexpr int E = kPackElements<D, S>;
   int64_t vector_end = 0;
   if (PackAligned<D, E>(dst) && PackAligned<S, E>(src)) {
@@ -88,43 +92,28 @@ MODEL_EMA_HD_INLINE void TransformChunk(D* dst, const S* src, int64_t n, int thr
     const Pack<S, E>* src_packs = reinterpret_cast<const Pack<S, E>*>(src);
     for (int64_t i = thread; i < n / E; i += threads) {
       const Pack<S, E> s = src_packs[i];
-      Pack<D, E> d;
-      if constexpr (kReadsDst) d = dst_packs[i];
-      for (int k = 0; k < E; ++k) {
-        if constexpr (kReadsDst) {
-          d.v[k] = f(d.v[k], s.v[k]);
-        } else {
-          d.v[k] = f(s.v[k]);
-        }
-      }
+      Pack<D, E> d{};
+      if constexpr (F::kReadsDst) d = dst_packs[i];
+      for (int k = 0; k < E; ++k) d.v[k] = f(d.v[k], s.v[k]);
       dst_packs[i] = d;
     }
   }
   for (int64_t i = vector_end + thread; i < n; i += threads) {
-    if constexpr (kReadsDst) {
+    if constexpr (F::kReadsDst) {
       dst[i] = f(dst[i], src[i]);
     } else {
-      dst[i] = f(src[i]);
+      dst[i] = f(D{}, src[i]);
     }
   }
 }
 
-// shadow = shadow - (1 - decay) * (shadow - param) over one block's chunk.
-template <typename S, typename P>
-MODEL_EMA_HD_INLINE void UpdateBlock(const ChunkTable& table, int32_t block, int thread, int threads,
-                                     const UpdateShadow<S, P>& op) {
+// One block's chunk of dst = f(dst, src): the update, and every conversion (parameters into an
+// arena, an arena into parameters, arena to arena), in one kernel shape.
+template <typename F>
+MODEL_EMA_HD_INLINE void TransformBlock(const ChunkTable& table, int32_t block, int thread, int threads, const F& f) {
   const BlockWork w = WorkOfBlock(table, block);
-  TransformChunk<true>(static_cast<S*>(table.dst[w.tensor]) + w.first,
-                       static_cast<const P*>(table.src[w.tensor]) + w.first, w.count, thread, threads, op);
-}
-
-// dst = src converted: parameters into an arena, an arena into parameters, or arena to arena.
-template <typename From, typename To>
-MODEL_EMA_HD_INLINE void ConvertBlock(const ChunkTable& table, int32_t block, int thread, int threads) {
-  const BlockWork w = WorkOfBlock(table, block);
-  TransformChunk<false>(static_cast<To*>(table.dst[w.tensor]) + w.first,
-                        static_cast<const From*>(table.src[w.tensor]) + w.first, w.count, thread, threads,
-                        ConvertElement<From, To>{});
+  TransformChunk(static_cast<typename F::Dst*>(table.dst[w.tensor]) + w.first,
+                 static_cast<const typename F::Src*>(table.src[w.tensor]) + w.first, w.count, thread, threads, f);
 }
 
 // How many of this thread's elements of the block's chunk are NaN or infinite.

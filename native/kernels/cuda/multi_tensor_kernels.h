@@ -7,19 +7,15 @@
 #include <vector>
 
 #include "../dtype.h"
+#include "../update_description.h"
 #include "chunk_tables.h"
 
 namespace model_ema {
 
-// Parameters are float32 or float64, which are storage dtypes too: every conversion (parameters
-// into an arena, an arena into parameters, arena to arena) is a conversion between DTypes.
-constexpr DType AsDType(ParamType type) {
-  return type == ParamType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
-}
-
-// span.dst: shadows of dtype `shadow`, span.src: parameters of type `param`.
-void LaunchUpdate(cudaStream_t stream, DType shadow, ParamType param, const std::vector<multi_tensor::Span>& spans,
-                  double one_minus_decay);
+// span.dst: shadows of dtype `shadow`, span.src: parameters of type `param`; `u` as the CPU
+// loops take it (the functor is built from it in WithUpdateOp, element_ops.h).
+void LaunchUpdate(cudaStream_t stream, UpdateDescription u, DType shadow, ParamType param,
+                  const std::vector<multi_tensor::Span>& spans);
 // span.dst (dtype `to`) = span.src (dtype `from`), converted.
 void LaunchConvert(cudaStream_t stream, DType from, DType to, const std::vector<multi_tensor::Span>& spans);
 // Adds the number of NaN and infinite values of span.src (dtype `dtype`) to *device_total.

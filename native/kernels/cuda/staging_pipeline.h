@@ -19,7 +19,7 @@
 #include <functional>
 #include <vector>
 
-#include "../cpu_ops.h"
+#include "../arena.h"
 #include "cuda_resources.h"
 #include "staging_plan.h"
 

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "../arena.h"
-#include "../cpu_ops.h"
 #include "chunk_tables.h"
 
 namespace model_ema {

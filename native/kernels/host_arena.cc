@@ -1,0 +1,160 @@
+#include "host_arena.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace model_ema {
+
+namespace {
+
+// Piece boundaries fall on multiples of this many elements so that two threads never write the
+// same cache line of the arena (parameter buffers written by copyTo may still share one: slower,
+// never wrong).
+constexpr size_t kSplitGranule = 64;
+
+// Splits the layout's padded element range evenly between threads and calls
+// piece(tensor, first_element, count) for each part of each tensor a thread owns.
+template <typename Piece>
+void ForEachPiece(const CpuContext& cpu, const ArenaLayout& layout, const Piece& piece) {
+  const std::vector<size_t>& offsets = layout.offsets();
+  const size_t total = offsets.back();
+  if (total == 0) return;
+  unsigned parts = 1;
+  if (total >= cpu.parallel_threshold && cpu.pool != nullptr) {
+    parts = std::min(cpu.max_threads, cpu.pool->threads());
+    parts = static_cast<unsigned>(std::min<size_t>(parts, total / kSplitGranule + 1));
+    parts = std::max(parts, 1u);
+  }
+  auto run_part = [&](unsigned part) {
+    size_t per_part = (total / parts + kSplitGranule - 1) / kSplitGranule * kSplitGranule;
+    size_t begin = std::min(total, per_part * part);
+    size_t end = part + 1 == parts ? total : std::min(total, per_part * (part + 1));
+    // Last tensor starting at or before `begin` (or the first, when padding precedes it).
+    size_t t = std::upper_bound(offsets.begin(), offsets.end() - 1, begin) - offsets.begin();
+    t = t > 0 ? t - 1 : 0;
+    for (; t < layout.tensor_count() && offsets[t] < end; ++t) {
+      size_t lo = std::max(begin, offsets[t]) - offsets[t];
+      size_t hi = std::min(end, offsets[t] + layout.size(t));
+      if (hi > offsets[t] + lo) piece(t, lo, hi - offsets[t] - lo);
+    }
+  };
+  if (parts == 1) {
+    run_part(0);
+  } else {
+    cpu.pool->Run(parts, run_part);
+  }
+}
+
+const uint8_t* At(const void* base, size_t element, size_t element_size) {
+  return static_cast<const uint8_t*>(base) + element * element_size;
+}
+uint8_t* At(void* base, size_t element, size_t element_size) {
+  return static_cast<uint8_t*>(base) + element * element_size;
+}
+
+}  // namespace
+
+void HostArena::Free::operator()(void* p) const { std::free(p); }
+
+HostArena::HostArena(DType dtype, std::vector<size_t> sizes) : Arena(ArenaLayout(dtype, std::move(sizes)), -1) {
+  size_t bytes = layout().byte_length();
+  if (bytes > 0) {
+    // calloc rather than aligned_alloc + memset: large blocks come straight from mmap as zero pages,
+    // so no page is touched here (first touches are expensive; CopyFromParams pays for them once).
+    // Page-aligned base, so that the layout's offsets within a page are the addresses' offsets.
+    const size_t page = ArenaLayout::kPageBytes;
+    void* p = std::calloc(bytes + page, 1);
+    if (p == nullptr) throw std::bad_alloc();
+    allocation_.reset(p);
+    uintptr_t address = reinterpret_cast<uintptr_t>(p);
+    data_ = reinterpret_cast<uint8_t*>((address + page - 1) / page * page);
+  }
+}
+
+void HostArena::UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) {
+  const DType sd = dtype();
+  const size_t s_size = DTypeSize(sd);
+  ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {
+    const ParamBuffer& p = params[t];
+    cpu.kernels->update(u, sd, p.type, At(tensor(t), first, s_size), At(p.data, first, ParamTypeSize(p.type)), count);
+  });
+}
+
+void HostArena::CopyFromParams(const CpuContext& cpu, const ParamList& params) {
+  const size_t s_size = DTypeSize(dtype());
+  ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {
+    const ParamBuffer& p = params[t];
+    cpu.kernels->convert(AsDType(p.type), dtype(), At(p.data, first, ParamTypeSize(p.type)),
+                         At(tensor(t), first, s_size), count);
+  });
+}
+
+void HostArena::CopyToParams(const CpuContext& cpu, const ParamList& params) const {
+  const size_t s_size = DTypeSize(dtype());
+  ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {
+    const ParamBuffer& p = params[t];
+    cpu.kernels->convert(dtype(), AsDType(p.type), At(tensor(t), first, s_size),
+                         At(p.data, first, ParamTypeSize(p.type)), count);
+  });
+}
+
+void HostArena::CopyFrom(const CpuContext& cpu, const Arena& source) {
+  CheckCopySource(source);
+  if (source.dtype() == dtype()) {
+    // The whole block, padding included: exact, NaN payloads too (a conversion would quiet them).
+    if (layout().byte_length() > 0) source.CopyBlockToHost(data_);
+    return;
+  }
+  // Another dtype on this device, so a host block with the same layout but for the element size.
+  const ArenaLayout& from = source.layout();
+  const size_t f_size = DTypeSize(from.dtype()), t_size = DTypeSize(dtype());
+  const uint8_t* from_block = static_cast<const uint8_t*>(source.block());
+  ForEachPiece(cpu, from, [&](size_t t, size_t first, size_t count) {
+    cpu.kernels->convert(from.dtype(), dtype(), At(from_block + from.byte_offset(t), first, f_size),
+                         At(tensor(t), first, t_size), count);
+  });
+}
+
+size_t HostArena::CountNonFinite(const CpuContext& cpu) const {
+  const size_t s_size = DTypeSize(dtype());
+  std::atomic<size_t> count{0};
+  ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t n) {
+    count.fetch_add(cpu.kernels->count_non_finite(dtype(), At(tensor(t), first, s_size), n), std::memory_order_relaxed);
+  });
+  return count.load();
+}
+
+void HostArena::ReadTensor(const CpuContext& cpu, size_t t, ParamBuffer out) const {
+  cpu.kernels->convert(dtype(), AsDType(out.type), tensor(t), out.data, layout().size(t));
+}
+
+void HostArena::ReadTensorBytes(size_t t, void* out) const {
+  const size_t bytes = layout().size(t) * DTypeSize(dtype());
+  if (bytes > 0) std::memcpy(out, tensor(t), bytes);
+}
+
+void HostArena::WriteTensorBytes(size_t t, const void* bytes) {
+  const size_t n = layout().size(t) * DTypeSize(dtype());
+  if (n > 0) std::memcpy(tensor(t), bytes, n);
+}
+
+void HostArena::CopyBlockToHost(void* out) const {
+  if (layout().byte_length() > 0) std::memcpy(out, data_, layout().byte_length());
+}
+
+ParamList HostArena::AsParams() {
+  if (dtype() != DType::kFloat32 && dtype() != DType::kFloat64) {
+    throw std::logic_error("HostArena::AsParams needs a float32 or float64 arena");
+  }
+  const ParamType type = dtype() == DType::kFloat64 ? ParamType::kFloat64 : ParamType::kFloat32;
+  ParamList params;
+  params.reserve(layout().tensor_count());
+  for (size_t t = 0; t < layout().tensor_count(); ++t) params.push_back({tensor(t), type});
+  return params;
+}
+
+}  // namespace model_ema
