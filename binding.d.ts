@@ -1,6 +1,6 @@
 // The exact surface of the native addon (build/Release/model_ema.node). src/native.ts is the only
-// file that loads it, typed by this declaration; test/binding.test.ts checks that the loaded binary
-// exports exactly these keys. Users never see these objects: src/ keeps them in #private fields.
+// file that loads it, typed by this declaration; test/binding_surface.test.ts checks that the
+// loaded binary exports exactly these keys. Users never see these objects: src/ keeps them in #private fields.
 
 /** Storage dtype of an arena. */
 export type StorageDType = 'float32' | 'float64' | 'float16' | 'bfloat16';

@@ -56,6 +56,23 @@ describe('ShadowArena argument checks', () => {
     expectUnchanged(arena, () => arena.update(good(), { decay: decay as number }), name, message);
   });
 
+  test.each([
+    [0.5, /for description but received 0.5/],
+    [undefined, /for description but received undefined/],
+    ['fast', /for description but received 'fast'/],
+  ])('an update description %p that is not an object is a TypeError naming it', (description, message) => {
+    const arena = arenaWithValues();
+    expectUnchanged(arena, () => arena.update(good(), description as never), 'TypeError', message);
+    expectUnchanged(arena, () => arena.updateAsync(good(), description as never), 'TypeError', message);
+  });
+
+  test('a detached parameter buffer is reported as detached', () => {
+    const arena = arenaWithValues();
+    const p = good();
+    structuredClone(p[1].buffer, { transfer: [p[1].buffer] });
+    expectUnchanged(arena, () => arena.update(p, { decay: 0.5 }), 'RangeError', /params\[1\] but received 0 \(its buffer was detached\)/);
+  });
+
   test('methods called on something that is not a ShadowArena throw a TypeError', () => {
     const arena = arenaWithValues();
     for (const self of [{}, 5, null, Object.create(binding.ShadowArena.prototype as object)]) {
@@ -147,6 +164,17 @@ describe('ShadowArena argument checks', () => {
       },
     });
     expectUnchanged(c, () => c.update(detaching, { decay: 0.5 }), 'RangeError', /params\[0\] but received 0 \(its buffer was detached\)/);
+  });
+
+  test('JS run by a getter of the update description cannot pull the arena out from under a call', () => {
+    const a = arenaWithValues();
+    const disposing = { get decay() { a.dispose(); return 0.5; } };
+    expect(thrown(() => a.update(good(), disposing)).message).toMatch(/disposed/);
+
+    const b = arenaWithValues();
+    const p = good();
+    const detaching = { get decay() { structuredClone(p[1].buffer, { transfer: [p[1].buffer] }); return 0.5; } };
+    expectUnchanged(b, () => b.update(p, detaching), 'RangeError', /params\[1\] but received 0 \(its buffer was detached\)/);
   });
 
   test('updateAsync validates synchronously and leaves the arena idle on bad input', () => {
