@@ -4,7 +4,7 @@
 
 // Jest runs tests in a vm context, where each lookup of a global such as Math costs far more than
 // the arithmetic; these locals keep the reference loops fast.
-const { abs: m_abs, floor: m_floor, imul: m_imul, log2: m_log2, max: m_max, min: m_min } = Math;
+const { abs: m_abs, floor: m_floor, fround: m_fround, imul: m_imul, log2: m_log2, max: m_max, min: m_min } = Math;
 const { EPSILON: n_EPSILON, isFinite: n_isFinite, isNaN: n_isNaN } = Number;
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16';
@@ -179,4 +179,23 @@ export function expectUpdateClose(
         `decay ${decay}; within ${ulps} ulp of ${dtype})`,
     );
   }
+}
+
+/**
+ * One element of one update exactly as the kernels compute it, for float32 and float64 storage:
+ * decay 0 copies the parameter (rounded to the storage dtype) and decay 1 leaves the shadow as it
+ * is, NaN parameters included; otherwise s - (1 - d) * (s - p) with every operation rounded to the
+ * storage dtype (float32: 1 - d, the parameter, the difference, the product and the result; the
+ * kernels are built without fused multiply-adds).
+ */
+export function updateStep(shadow: number, param: number, decay: number, dtype: 'float32' | 'float64'): number {
+  if (dtype === 'float64') {
+    if (decay === 0) return param;
+    if (decay === 1) return shadow;
+    return shadow - (1 - decay) * (shadow - param);
+  }
+  const f = m_fround;
+  if (decay === 0) return f(param);
+  if (decay === 1) return shadow;
+  return f(shadow - f(f(1 - decay) * f(shadow - f(param))));
 }
