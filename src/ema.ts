@@ -17,7 +17,8 @@ import { binding, ShadowArena, StorageDType } from './native';
 import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { AveragedParametersScope, runInScope } from './scope';
-import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
+import { parseStorageDType } from './dtypes';
+import { EmaStateDict, validateStateDict } from './state_dict';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */

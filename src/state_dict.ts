@@ -1,10 +1,8 @@
-// The EMA's state as plain data (SPEC: stateDict / loadStateDict), and its validation. Validation
+// The EMA's state as plain data (stateDict() / loadStateDict()), and its validation. Validation
 // returns a normalised copy or throws naming the field and index; the EMA applies it only after.
-import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
-import type { StorageDType } from './native';
+import { parseStorageDType, type StorageDType } from './dtypes';
+import { checkUnitInterval, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
 import { isParamArray, ParamArray } from './parameters';
-
-export const STORAGE_DTYPES: readonly StorageDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
 export interface EmaStateDict {
   decay: number;
@@ -18,15 +16,6 @@ export interface EmaStateDict {
   names: (string | null)[];
   /** The storage dtype the shadows were in. Informational: loading converts to the EMA's dtype. */
   dtype: StorageDType;
-}
-
-export function parseStorageDType(value: unknown, argument: string): StorageDType {
-  const expected = "one of 'float32', 'float64', 'float16', 'bfloat16'";
-  if (typeof value !== 'string') throw expectedTypeError(expected, argument, value);
-  if (!(STORAGE_DTYPES as readonly string[]).includes(value)) {
-    throw expectedRangeError(expected, argument, describe(value));
-  }
-  return value as StorageDType;
 }
 
 function checkTensorList(value: unknown, field: string, sizes: readonly number[]): ParamArray[] {
@@ -72,3 +61,4 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
   }
   return { decay, numUpdates, shadowParams, collectedParams, names, dtype };
 }
+
