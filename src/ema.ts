@@ -14,7 +14,7 @@ import {
 import { assertDeviceAvailable, Device, deviceIndex, parseDevice } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import { binding, ShadowArena, StorageDType } from './native';
-import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
+import { ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { AveragedParametersScope, runInScope } from './scope';
 import { parseStorageDType } from './dtypes';
@@ -120,9 +120,8 @@ export class ExponentialMovingAverage implements Disposable {
     assertDeviceAvailable(device);
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
-      if (ArrayBuffer.isView(e.value) && isDetached(e.value.buffer)) {
-        throw new TypeError(`parameters[${i}] is a typed array whose buffer was detached (transferred away)`);
-      }
+      const lost = e.kind.lostContents?.(e.value);
+      if (lost !== undefined) throw new TypeError(`parameters[${i}] ${lost.refused}`);
     });
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#numUpdates = useNumUpdates ? 0 : null;

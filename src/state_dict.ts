@@ -2,7 +2,7 @@
 // returns a normalised copy or throws naming the field and index; the EMA applies it only after.
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
-import { isParamArray, ParamArray } from './parameters';
+import { isParamArray, type ParamArray } from './parameter_kinds';
 
 export interface EmaStateDict {
   decay: number;
