@@ -13,7 +13,7 @@ registerParameterKind(typedArrayKind, TYPED_ARRAY_PRIORITY);
 registerTfjsParameterKinds();
 
 export { ExponentialMovingAverage } from './ema';
-export type { EmaOptions, LoadOptions, ToOptions } from './ema';
+export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export { AveragedParametersScope } from './scope';
 export type { EmaStateDict } from './state_dict';
 export type { Device } from './device';

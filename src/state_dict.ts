@@ -1,5 +1,7 @@
 // The EMA's state as plain data (stateDict() / loadStateDict()), and its validation. Validation
-// returns a normalised copy or throws naming the field and index; the EMA applies it only after.
+// returns a normalised copy or throws naming the field and index; the EMA applies it only after
+// (installStateDict).
+import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
 import { isParamArray, type ParamArray } from './parameter_kinds';
@@ -62,3 +64,27 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
   return { decay, numUpdates, shadowParams, collectedParams, names, dtype };
 }
 
+/** The state as copies the caller owns (never views of native memory). */
+export function stateDictOf(
+  scalars: Pick<EmaStateDict, 'decay' | 'numUpdates' | 'names'>,
+  { shadows, backup }: CurrentArenas,
+  sizes: readonly number[],
+): EmaStateDict {
+  return {
+    decay: scalars.decay,
+    numUpdates: scalars.numUpdates,
+    shadowParams: sizes.map((_, i) => shadows.read(i)),
+    collectedParams: backup === null ? null : sizes.map((_, i) => backup.read(i)),
+    names: scalars.names,
+    dtype: shadows.dtype,
+  };
+}
+
+/** Writes a validated state's tensors into the arenas: shadows converted in place, a new backup (or none). */
+export function installStateDict(arenas: EmaArenas, valid: EmaStateDict, sizes: readonly number[]): void {
+  arenas.replace(({ shadows }, track) => {
+    const backup = valid.collectedParams && track(backupOf(valid.collectedParams, shadows.dtype, sizes, shadows.device));
+    shadows.copyFrom(valid.shadowParams);
+    return { backup };
+  });
+}
