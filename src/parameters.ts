@@ -35,7 +35,7 @@ function acceptedKinds(): string {
   return `a ${kindLabels().join(', ')} or { name, value }`;
 }
 
-/** Classifies one parameter (typed array, variable, or { name, value }); throws on anything else. */
+/** Classifies one parameter (a value of a registered kind, or { name, value } around one); throws on anything else. */
 export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   const named = isNamedParameter(parameter);
   const value = named ? (parameter as NamedParameter<ParameterValue>).value : parameter;

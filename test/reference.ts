@@ -1,6 +1,7 @@
-// An independent float64 reference for the tests: the SPEC formulas in plain JavaScript, and
-// rounding to each storage dtype computed arithmetically (scale, round half to even, rescale)
-// rather than with the bit tricks the native code uses, so that the two can disagree.
+// An independent float64 reference for the tests: the update and warm-up formulas (README, API) in
+// plain JavaScript, and rounding to each storage dtype computed arithmetically (scale, round half
+// to even, rescale) rather than with the bit tricks the native code uses, so that the two can
+// disagree.
 
 // Jest runs tests in a vm context, where each lookup of a global such as Math costs far more than
 // the arithmetic; these locals keep the reference loops fast.
@@ -64,12 +65,12 @@ export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-/** The SPEC warm-up: min(decay, (1 + n) / (10 + n)) for the n-th update, or decay when off. */
+/** torch_ema's warm-up: min(decay, (1 + n) / (10 + n)) for the n-th update, or decay when off. */
 export function effectiveDecay(decay: number, numUpdates: number | null): number {
   return numUpdates === null ? decay : m_min(decay, (1 + numUpdates) / (10 + numUpdates));
 }
 
-/** The SPEC update in float64: s - (1 - d) * (s - p). */
+/** The update formula in float64: s - (1 - d) * (s - p). */
 export function updateReference(shadow: ArrayLike<number>, param: ArrayLike<number>, decay: number): Float64Array {
   const out = new Float64Array(shadow.length);
   for (let i = 0; i < shadow.length; i++) out[i] = shadow[i] - (1 - decay) * (shadow[i] - param[i]);
