@@ -1,134 +1,66 @@
-// ExponentialMovingAverage: the public class. It owns one native arena of shadows (plus an
-// optional backup arena for store/restore), keeps the decay schedule and counters in JS, and turns
-// every operation into one fused native call after all checks have passed (all-or-nothing).
+// ExponentialMovingAverage: the public class. It owns the native arenas (the shadows, and the backup
+// store() takes), keeps the decay and counter in JS, and turns every operation into one fused native
+// call after all checks have passed (all-or-nothing). The work is done by collaborators: options.ts
+// (option checks), arenas.ts (arenas, swap-or-dispose, the native update call), schedule.ts (decay),
+// resolve.ts (which parameters), scope_stack.ts (averageParameters), serial_queue.ts (async order),
+// relocation.ts (to()), state_dict.ts and checkpoint_glue.ts (state in and out).
 import { types } from 'node:util';
+import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type CurrentArenas } from './arenas';
 import {
-  CheckpointSource,
-  DecodedCheckpoint,
   deserializeCheckpoint,
-  ExpectedParameters,
   loadCheckpoint,
   saveCheckpoint,
   serializeCheckpoint,
+  type CheckpointSource,
+  type DecodedCheckpoint,
+  type ExpectedParameters,
 } from './checkpoint/ema_checkpoint';
-import { assertDeviceAvailable, Device, deviceIndex, parseDevice } from './device';
+import { checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
+import { Device, deviceIndex } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
-import { binding, ShadowArena, StorageDType } from './native';
-import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, toEntries } from './parameters';
+import type { StorageDType } from './native';
+import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
+import { Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
+import { relocateArenas } from './relocation';
+import { resolveParameters } from './resolve';
+import { decayFor, nextCount, nextUpdate } from './schedule';
 import { AveragedParametersScope, runInScope } from './scope';
-import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
+import { ScopeStack } from './scope_stack';
+import { SerialQueue } from './serial_queue';
+import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 
-export interface EmaOptions {
-  /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
-  decay: number;
-  /** Warm up with min(decay, (1 + n) / (10 + n)) over the first updates. Default true. */
-  useNumUpdates?: boolean;
-  /** Storage of the shadows. Default 'float32'. Arithmetic is float32 or wider regardless. */
-  dtype?: StorageDType;
-  /** Where the shadows live. Default 'cpu'. */
-  device?: Device;
-}
-
-export interface LoadOptions {
-  /** Default true: the file's parameter names must equal this EMA's. False: match by position. */
-  matchNames?: boolean;
-}
-
-export interface ToOptions {
-  device?: Device;
-  dtype?: StorageDType;
-}
-
-// A backup must give the raw weights back bit-for-bit: float64 parameters need a float64 backup.
-function backupDType(arrays: readonly ParamArray[], storage: StorageDType): StorageDType {
-  return storage === 'float64' || arrays.some((a) => types.isFloat64Array(a)) ? 'float64' : 'float32';
-}
-
-// A new arena, filled by `fill`; disposed at once if filling fails, rather than left to the GC.
-function filledArena(dtype: StorageDType, sizes: readonly number[], device: number | null, fill: (arena: ShadowArena) => void): ShadowArena {
-  const arena = new binding.ShadowArena(dtype, sizes, device);
-  try {
-    fill(arena);
-  } catch (error) {
-    arena.dispose();
-    throw error;
-  }
-  return arena;
-}
-
-// `device`: where the arena lives (null: host memory). store()'s backup lives with the shadows; a
-// scope's short-lived backup stays in host memory, next to the parameters it restores.
-function snapshot(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[], device: number | null = null): ShadowArena {
-  return filledArena(backupDType(arrays, storage), sizes, device, (arena) => arena.copyFrom(arrays));
-}
-
-/** A scope still open, with the raw values it will put back. */
-interface OpenScope {
-  scope: AveragedParametersScope;
-  backup: ShadowArena;
-  parameters: ResolvedParameters;
-}
-
-// A new arena holding raw little-endian tensors of `dtype`, converted to `target` if it differs.
-function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType, device: number | null): ShadowArena {
-  const arena = filledArena(dtype, sizes, device, (a) => tensors.forEach((bytes, i) => a.writeBytes(i, bytes)));
-  if (dtype === target) return arena;
-  try {
-    return arena.cast(target);
-  } finally {
-    arena.dispose();
-  }
-}
-
-// `arena` as `dtype` on `device` (null: host memory): a new arena, or `arena` itself when neither
-// changes. Converts where the arena is, then moves; a failure disposes whatever it made.
-function moveArena(arena: ShadowArena, dtype: StorageDType, device: number | null): ShadowArena {
-  const cast = arena.dtype === dtype ? arena : arena.cast(dtype);
-  if (cast.device === device) return cast;
-  try {
-    return cast.toDevice(device);
-  } finally {
-    if (cast !== arena) cast.dispose();
-  }
-}
+export type { EmaOptions, LoadOptions, ToOptions } from './options';
 
 export class ExponentialMovingAverage implements Disposable {
   #decay: number;
   #numUpdates: number | null; // null: warm-up off
-  #device: Device = 'cpu';
-  #shadows: ShadowArena | null;
-  #collected: ShadowArena | null = null;
+  #device: Device;
+  readonly #arenas: EmaArenas;
   readonly #sizes: readonly number[];
   readonly #registered: RegisteredParameters;
-  readonly #scopes: OpenScope[] = [];
-  #queue: Promise<void> = Promise.resolve();
-  #asyncInFlight = 0;
+  readonly #scopes: ScopeStack;
+  readonly #queue = new SerialQueue();
 
   /**
    * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }`, or tfjs
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
-    this.#decay = checkUnitInterval(options.decay, 'decay');
-    const useNumUpdates = options.useNumUpdates ?? true;
-    if (typeof useNumUpdates !== 'boolean') throw expectedTypeError('a boolean', 'useNumUpdates', useNumUpdates);
-    const dtype = options.dtype === undefined ? 'float32' : parseStorageDType(options.dtype, 'dtype');
-    const device = options.device === undefined ? 'cpu' : parseDevice(options.device, 'device');
-    assertDeviceAvailable(device);
+    const { decay, useNumUpdates, dtype, device } = parseEmaOptions(options);
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
-      if (ArrayBuffer.isView(e.value) && isDetached(e.value.buffer)) {
-        throw new TypeError(`parameters[${i}] is a typed array whose buffer was detached (transferred away)`);
-      }
+      const lost = e.kind.lostContents?.(e.value);
+      if (lost !== undefined) throw new TypeError(`parameters[${i}] ${lost.refused}`);
     });
+    this.#decay = decay;
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#numUpdates = useNumUpdates ? 0 : null;
     const values = entries.map((e) => e.kind.read(e.value));
-    this.#shadows = filledArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values));
+    this.#arenas = new EmaArenas(newArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values)));
     this.#device = device;
     this.#registered = new RegisteredParameters(entries);
+    this.#scopes = new ScopeStack(this.#sizes);
   }
 
   /** Weight of the old average, in [0, 1]; may be changed between updates. */
@@ -145,7 +77,7 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   get dtype(): StorageDType {
-    return this.#open('dtype').dtype;
+    return this.#open('dtype').shadows.dtype;
   }
 
   get device(): Device {
@@ -168,22 +100,22 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   get disposed(): boolean {
-    return this.#shadows === null;
+    return this.#arenas.current === null;
   }
 
   /** The decay the next update will use (after warm-up). */
   get currentDecay(): number {
-    return this.#decayFor(this.#numUpdates === null ? null : this.#numUpdates + 1);
+    return decayFor(this.#decay, nextCount(this.#numUpdates));
   }
 
   /** s = s - (1 - d) * (s - p) for every shadow, in one native pass. */
   update(parameters?: Iterable<Parameter>): void {
-    const shadows = this.#idle('update()');
-    this.#refuseInScope('update()');
+    const { shadows } = this.#idle('update()');
+    this.#scopes.refuseUpdate('update()');
     const resolved = this.#resolve(parameters, 'update()');
-    const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
-    shadows.update(resolved.read(), { decay: this.#decayFor(next) });
-    this.#numUpdates = next;
+    const next = nextUpdate(this.#decay, this.#numUpdates);
+    updateShadows(shadows, resolved.read(), next.update, false);
+    this.#numUpdates = next.numUpdates;
   }
 
   /**
@@ -192,42 +124,40 @@ export class ExponentialMovingAverage implements Disposable {
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>): Promise<void> {
-    return this.#enqueue(async () => {
-      const shadows = this.#open('updateAsync()');
-      this.#refuseInScope('updateAsync()');
+    return this.#queue.run(async () => {
+      const { shadows } = this.#open('updateAsync()');
+      this.#scopes.refuseUpdate('updateAsync()');
       const resolved = this.#resolve(parameters, 'updateAsync()');
-      const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
-      await shadows.updateAsync(resolved.read(), { decay: this.#decayFor(next) });
-      this.#numUpdates = next;
+      const next = nextUpdate(this.#decay, this.#numUpdates);
+      await updateShadows(shadows, resolved.read(), next.update, true);
+      this.#numUpdates = next.numUpdates;
     });
   }
 
   /** Writes the shadows into the parameters (converted to each parameter's type). */
   copyTo(parameters?: Iterable<Parameter>): void {
-    const shadows = this.#idle('copyTo()');
+    const { shadows } = this.#idle('copyTo()');
     this.#resolve(parameters, 'copyTo()').write((targets) => shadows.copyTo(targets));
   }
 
   /** Saves a copy of the parameters' current values (replacing an earlier store()). */
   store(parameters?: Iterable<Parameter>): void {
-    const shadows = this.#idle('store()');
+    this.#idle('store()');
     const arrays = this.#resolve(parameters, 'store()').read();
-    const dtype = backupDType(arrays, shadows.dtype);
-    if (this.#collected?.dtype === dtype) {
-      this.#collected.copyFrom(arrays); // reuse: fresh pages cost more than the copy
-    } else {
-      const backup = snapshot(arrays, shadows.dtype, this.#sizes, shadows.device);
-      this.#collected?.dispose();
-      this.#collected = backup;
-    }
+    this.#arenas.replace(({ shadows, backup }, track) => {
+      if (backup?.dtype === backupDType(arrays, shadows.dtype)) {
+        backup.copyFrom(arrays); // reuse: fresh pages cost more than the copy
+        return {};
+      }
+      return { backup: track(backupOf(arrays, shadows.dtype, this.#sizes, shadows.device)) };
+    });
   }
 
   /** Writes the store()d values back into the parameters; may be repeated. */
   restore(parameters?: Iterable<Parameter>): void {
-    this.#idle('restore()');
-    const collected = this.#collected;
-    if (collected === null) throw new Error('restore(): nothing is stored; call store() first');
-    this.#resolve(parameters, 'restore()').write((targets) => collected.copyTo(targets));
+    const { backup } = this.#idle('restore()');
+    if (backup === null) throw new Error('restore(): nothing is stored; call store() first');
+    this.#resolve(parameters, 'restore()').write((targets) => backup.copyTo(targets));
   }
 
   /**
@@ -235,48 +165,8 @@ export class ExponentialMovingAverage implements Disposable {
    * when disposed (`using scope = ema.averageParameters();`). Scopes nest, each with its own backup.
    */
   averageParameters(parameters?: Iterable<Parameter>): AveragedParametersScope {
-    const shadows = this.#idle('averageParameters()');
-    const resolved = this.#resolve(parameters, 'averageParameters()');
-    const backup = snapshot(resolved.read(), shadows.dtype, this.#sizes);
-    try {
-      resolved.write((targets) => shadows.copyTo(targets));
-    } catch (error) {
-      try {
-        resolved.write((targets) => backup.copyTo(targets)); // undo what was written, if anything
-      } finally {
-        backup.dispose();
-      }
-      throw error;
-    }
-    // The scope keeps the resolved parameters (strongly, for its short life) to restore into them.
-    const scope = new AveragedParametersScope((closing) => this.#closeScope(closing));
-    this.#scopes.push({ scope, backup, parameters: resolved });
-    return scope;
-  }
-
-  // Closing the innermost scope writes its backup back. Closing another one (async callbacks
-  // overlap and finish in any order) writes nothing: the parameters hold what the scope opened
-  // just after it swapped in, so that scope inherits this backup, the raw values, to restore later.
-  #closeScope(closing: AveragedParametersScope): void {
-    const index = this.#scopes.findIndex((open) => open.scope === closing);
-    if (index === -1) return; // closed already, by a restore that failed midway
-    const open = this.#scopes[index];
-    if (index < this.#scopes.length - 1) {
-      const next = this.#scopes[index + 1];
-      next.backup.dispose(); // it held this scope's averaged values
-      next.backup = open.backup;
-      this.#scopes.splice(index, 1);
-      return;
-    }
-    // Checked before anything changes: if the parameters cannot take the values (a buffer was
-    // detached, a variable disposed), the scope stays open and its backup is kept.
-    const target = new ResolvedParameters([...open.parameters.entries], this.#sizes, "the scope's parameters");
-    this.#scopes.pop();
-    try {
-      target.write((targets) => open.backup.copyTo(targets));
-    } finally {
-      open.backup.dispose();
-    }
+    const { shadows } = this.#idle('averageParameters()');
+    return this.#scopes.open(shadows, this.#resolve(parameters, 'averageParameters()'));
   }
 
   /** Runs `fn` (sync or async) with the averaged weights swapped in; restores however it ends. */
@@ -287,41 +177,17 @@ export class ExponentialMovingAverage implements Disposable {
 
   /** Moves the shadows (and any store()d backup) to another storage dtype and/or device. */
   to(options: ToOptions): this {
-    const shadows = this.#idle('to()');
-    if (typeof options !== 'object' || options === null) throw expectedTypeError('{ device?, dtype? }', 'options', options);
-    const device = options.device === undefined ? this.#device : parseDevice(options.device, 'device');
-    const dtype = options.dtype === undefined ? shadows.dtype : parseStorageDType(options.dtype, 'dtype');
-    assertDeviceAvailable(device);
-    // Build the new arenas first; only then swap them in (all-or-nothing).
-    const collected = this.#collected;
-    const nextShadows = moveArena(shadows, dtype, deviceIndex(device));
-    let nextCollected: ShadowArena | null;
-    try {
-      nextCollected = collected && moveArena(collected, collected.dtype, deviceIndex(device));
-    } catch (error) {
-      if (nextShadows !== shadows) nextShadows.dispose();
-      throw error;
-    }
-    if (nextShadows !== shadows) shadows.dispose();
-    if (nextCollected !== collected) collected?.dispose();
-    this.#shadows = nextShadows;
-    this.#collected = nextCollected;
+    const { shadows } = this.#idle('to()');
+    const { device, dtype } = parseToOptions(options, { device: this.#device, dtype: shadows.dtype });
+    relocateArenas(this.#arenas, dtype, deviceIndex(device));
     this.#device = device;
     return this;
   }
 
   /** The state as plain data the caller owns (copies, never views of native memory). */
   stateDict(): EmaStateDict {
-    const shadows = this.#idle('stateDict()');
-    const collected = this.#collected;
-    return {
-      decay: this.#decay,
-      numUpdates: this.#numUpdates,
-      shadowParams: this.#sizes.map((_, i) => shadows.read(i)),
-      collectedParams: collected === null ? null : this.#sizes.map((_, i) => collected.read(i)),
-      names: this.#registered.names,
-      dtype: shadows.dtype,
-    };
+    const arenas = this.#idle('stateDict()');
+    return stateDictOf({ decay: this.#decay, numUpdates: this.#numUpdates, names: this.#registered.names }, arenas, this.#sizes);
   }
 
   /**
@@ -329,17 +195,9 @@ export class ExponentialMovingAverage implements Disposable {
    * numUpdates of null turns warm-up off, a number turns it on. Names are not matched.
    */
   loadStateDict(state: EmaStateDict): void {
-    const shadows = this.#idle('loadStateDict()');
+    this.#idle('loadStateDict()');
     const valid = validateStateDict(state, this.#sizes);
-    const collected = valid.collectedParams && snapshot(valid.collectedParams, shadows.dtype, this.#sizes, shadows.device);
-    try {
-      shadows.copyFrom(valid.shadowParams);
-    } catch (error) {
-      collected?.dispose();
-      throw error;
-    }
-    this.#collected?.dispose();
-    this.#collected = collected;
+    installStateDict(this.#arenas, valid, this.#sizes);
     this.#decay = valid.decay;
     this.#numUpdates = valid.numUpdates;
   }
@@ -350,8 +208,12 @@ export class ExponentialMovingAverage implements Disposable {
    * updateAsync(); synchronous methods throw until it settles, so the file is never torn.
    */
   save(path: string): Promise<void> {
-    if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
-    return this.#enqueue(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
+    try {
+      checkFilePath(path);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#queue.run(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
   }
 
   /**
@@ -360,14 +222,14 @@ export class ExponentialMovingAverage implements Disposable {
    * match by position, sizes still checked: tfjs's generated layer names differ between runs).
    */
   load(path: string, options?: LoadOptions): Promise<void> {
-    if (typeof path !== 'string' || path === '') return Promise.reject(expectedTypeError('a file path', 'path', path));
     let expected: ExpectedParameters;
     try {
-      expected = this.#expectedParameters(options);
+      checkFilePath(path);
+      expected = expectedParameters(options, this.#registered.names, this.#sizes);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#enqueue(async () => {
+    return this.#queue.run(async () => {
       this.#open('load()');
       this.#applyCheckpoint(await loadCheckpoint(path, expected), 'load()');
     });
@@ -382,128 +244,51 @@ export class ExponentialMovingAverage implements Disposable {
   deserialize(bytes: Uint8Array, options?: LoadOptions): void {
     this.#idle('deserialize()');
     if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
-    this.#applyCheckpoint(deserializeCheckpoint(bytes, this.#expectedParameters(options)), 'deserialize()');
-  }
-
-  #expectedParameters(options: LoadOptions | undefined): ExpectedParameters {
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      throw expectedTypeError('{ matchNames?: boolean }', 'options', options);
-    }
-    const matchNames = options?.matchNames ?? true;
-    if (typeof matchNames !== 'boolean') throw expectedTypeError('a boolean', 'options.matchNames', matchNames);
-    return { names: this.#registered.names, sizes: this.#sizes, matchNames };
+    const expected = expectedParameters(options, this.#registered.names, this.#sizes);
+    this.#applyCheckpoint(deserializeCheckpoint(bytes, expected), 'deserialize()');
   }
 
   /** Frees the native memory now. Later calls throw (dispose() itself may be repeated). */
   dispose(): void {
-    if (this.#shadows === null) return;
-    if (this.#asyncInFlight > 0) {
+    if (this.#arenas.current === null) return;
+    if (this.#queue.busy) {
       throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
     }
-    this.#shadows.dispose();
-    this.#collected?.dispose();
-    this.#shadows = null;
-    this.#collected = null;
+    this.#arenas.dispose();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
 
-  #checkpointSource(shadows: ShadowArena): CheckpointSource {
-    const collected = this.#collected;
-    return {
-      decay: this.#decay,
-      numUpdates: this.#numUpdates,
-      dtype: shadows.dtype,
-      names: this.#registered.names,
-      sizes: this.#sizes,
-      shadowBytes: (i) => shadows.readBytes(i),
-      collected:
-        collected === null
-          ? null
-          : { dtype: collected.dtype as 'float32' | 'float64', bytes: (i) => collected.readBytes(i) },
-    };
+  #checkpointSource(arenas: CurrentArenas): CheckpointSource {
+    return checkpointSource({ decay: this.#decay, numUpdates: this.#numUpdates, names: this.#registered.names, sizes: this.#sizes }, arenas);
   }
 
-  // Builds the new arenas first; only then swaps them in (all-or-nothing).
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
-    const current = this.#open(operation);
-    const shadows = arenaFromBytes(decoded.dtype, decoded.shadow, this.#sizes, current.dtype, current.device);
-    let collected: ShadowArena | null = null;
-    try {
-      if (decoded.collected !== null && decoded.collectedDType !== null) {
-        collected = arenaFromBytes(decoded.collectedDType, decoded.collected, this.#sizes, decoded.collectedDType, current.device);
-      }
-    } catch (error) {
-      shadows.dispose();
-      throw error;
-    }
-    current.dispose();
-    this.#collected?.dispose();
-    this.#shadows = shadows;
-    this.#collected = collected;
+    this.#open(operation);
+    installCheckpoint(this.#arenas, decoded, this.#sizes);
     this.#decay = decoded.decay;
     this.#numUpdates = decoded.numUpdates;
   }
 
-  // Runs async work in call order: at once when nothing is in flight (so updateAsync snapshots
-  // the values at call time), else after the work queued before it.
-  #enqueue<T>(work: () => Promise<T>): Promise<T> {
-    const run = async (): Promise<T> => {
-      try {
-        return await work();
-      } finally {
-        this.#asyncInFlight -= 1;
-      }
-    };
-    // The queue moves on before `run` starts: a call made while it runs synchronously (from a
-    // parameters iterable, say) must line up behind it, not beside it.
-    const previous = this.#queue;
-    let settled!: () => void;
-    this.#queue = new Promise<void>((resolve) => (settled = resolve));
-    const result = this.#asyncInFlight++ === 0 ? run() : previous.then(run);
-    result.then(settled, settled);
-    return result;
+  #open(operation: string): CurrentArenas {
+    const arenas = this.#arenas.current;
+    if (arenas === null) throw new Error(`${operation}: this ExponentialMovingAverage has been disposed`);
+    return arenas;
   }
 
-  #decayFor(count: number | null): number {
-    return count === null ? this.#decay : Math.min(this.#decay, (1 + count) / (10 + count));
-  }
-
-  #open(operation: string): ShadowArena {
-    if (this.#shadows === null) throw new Error(`${operation}: this ExponentialMovingAverage has been disposed`);
-    return this.#shadows;
-  }
-
-  // Open and not in the middle of an updateAsync(): what every synchronous operation needs.
-  #idle(operation: string): ShadowArena {
-    const shadows = this.#open(operation);
-    if (this.#asyncInFlight > 0) {
+  // Open and not in the middle of an updateAsync(), save() or load(): what every synchronous
+  // operation needs.
+  #idle(operation: string): CurrentArenas {
+    const arenas = this.#open(operation);
+    if (this.#queue.busy) {
       throw new Error(`${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
     }
-    return shadows;
-  }
-
-  #refuseInScope(operation: string): void {
-    if (this.#scopes.length > 0) {
-      throw new Error(
-        `${operation}: an averageParameters() scope is open, so the parameters hold the averaged ` +
-          'weights; updating now would average them into themselves. Close the scope first.',
-      );
-    }
-  }
-
-  // Explicit parameters without names of their own are reported under the registered names.
-  #withRegisteredNames(entries: ParameterEntry[]): ParameterEntry[] {
-    return entries.map((e, i) =>
-      e.name === undefined && i < this.#registered.length ? { ...e, name: this.#registered.name(i) } : e,
-    );
+    return arenas;
   }
 
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
-    const entries =
-      parameters === undefined ? this.#registered.deref(operation) : this.#withRegisteredNames(toEntries(parameters, 'parameters'));
-    return new ResolvedParameters(entries, this.#sizes, parameters === undefined ? 'the registered parameters' : 'parameters');
+    return resolveParameters(this.#registered, this.#sizes, parameters, operation);
   }
 }

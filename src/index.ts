@@ -1,15 +1,26 @@
 // model-ema: an exponential moving average of model parameters, fused in native code.
+//
+// The package entry: the public names, and the built-in parameter kinds. Typed arrays are core;
+// tfjs variables are recognised by duck typing (src/tfjs/register.ts imports no tfjs), so that
+// `new ExponentialMovingAverage(model.trainableWeights, ...)` needs nothing else imported.
+import { TYPED_ARRAY_PRIORITY, typedArrayKind } from './kinds/typed_array';
+import { binding } from './native';
+import type { BackendInfo, CpuInfo } from './native';
+import { registerParameterKind } from './parameter_kinds';
+import { registerTfjsParameterKinds } from './tfjs/register';
+
+registerParameterKind(typedArrayKind, TYPED_ARRAY_PRIORITY);
+registerTfjsParameterKinds();
+
 export { ExponentialMovingAverage } from './ema';
-export type { EmaOptions, LoadOptions, ToOptions } from './ema';
+export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export { AveragedParametersScope } from './scope';
 export type { EmaStateDict } from './state_dict';
 export type { Device } from './device';
-export type { NamedParameter, Parameter, ParamArray, ParameterKind } from './parameters';
-export { registerParameterKind } from './parameters';
+export type { NamedParameter, Parameter } from './parameters';
+export type { ParamArray, ParameterKind } from './parameter_kinds';
+export { registerParameterKind } from './parameter_kinds';
 export type { StorageDType, CpuInfo, BackendInfo } from './native';
-
-import { binding } from './native';
-import type { BackendInfo, CpuInfo } from './native';
 
 /** Backends this build has ('cpu', 'cuda'), whether each is usable here, and why not. */
 export function backends(): BackendInfo[] {

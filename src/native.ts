@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type * as Binding from '../binding';
 
 export type NativeBinding = typeof Binding;
-export type { ShadowArena, StorageDType, ParamArray, CpuInfo, BackendInfo } from '../binding';
+export type { ShadowArena, StorageDType, ParamArray, CpuInfo, BackendInfo, UpdateDescription } from '../binding';
 
 const packageRoot = path.resolve(__dirname, '..');
 

@@ -1,23 +1,10 @@
-// The parameter layer: what the EMA accepts as a "parameter", how it is held (weakly), and how an
-// operation turns the registered or explicitly passed parameters into buffers for the kernels.
-//
-// Each kind of parameter (typed arrays; tfjs variables, recognised by duck typing in
-// src/tfjs/variables.ts) answers the same few questions, so the EMA never branches on what a
-// parameter is.
-import { types } from 'node:util';
+// The parameter layer: how an operation turns the registered or explicitly passed parameters into
+// buffers for the kernels. What a parameter can be is up to the registered kinds (parameter_kinds.ts);
+// `{ name, value }` names a value of any kind.
 import { describe, expectedRangeError, expectedTypeError } from './errors';
-import { tfjsParameterKinds } from './tfjs/variables';
+import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './parameter_kinds';
 
-/** A parameter buffer the kernels read and write directly. */
-export type ParamArray = Float32Array | Float64Array;
-
-/**
- * Float32Array or Float64Array from any realm: `instanceof` fails for arrays made in another
- * context (a vm context, as jest's, or the addon's own), which are just as usable.
- */
-export function isParamArray(value: unknown): value is ParamArray {
-  return types.isFloat32Array(value) || types.isFloat64Array(value);
-}
+export type { ParamArray, ParameterKind };
 
 /** Anything a ParameterKind recognises: a Float32Array/Float64Array, or a tensor variable. */
 export type ParameterValue = ParamArray | object;
@@ -29,44 +16,6 @@ export interface NamedParameter<V extends ParameterValue = ParamArray> {
 }
 
 export type Parameter = ParamArray | NamedParameter<ParameterValue> | object;
-
-/** How one kind of parameter is read and written. */
-export interface ParameterKind<T extends object = object> {
-  /** Short description for errors: 'Float32Array', 'tf.Variable', ... */
-  readonly label: string;
-  matches(value: unknown): value is T;
-  /** The name the value carries itself (a tfjs variable's), if any. */
-  ownName(value: T): string | undefined;
-  /** Element count now; 0 for a detached buffer or a disposed variable. */
-  numel(value: T): number;
-  /** Why the value cannot be used at all right now (disposed, non-float), or undefined. */
-  unusable(value: T): string | undefined;
-  /** The values, as a buffer the kernels may read (no copy where the kind allows it). */
-  read(value: T): ParamArray;
-  /** A buffer the kernels may write into; commit() then makes it the value's contents. */
-  writeTarget(value: T): ParamArray;
-  commit(value: T, written: ParamArray): void;
-}
-
-const typedArrayKind: ParameterKind<ParamArray> = {
-  label: 'Float32Array/Float64Array',
-  matches: isParamArray,
-  ownName: () => undefined,
-  numel: (value) => value.length,
-  unusable: () => undefined,
-  read: (value) => value,
-  writeTarget: (value) => value,
-  commit: () => undefined,
-};
-
-// tfjs variables are known by default (pure duck typing, no tfjs import), so that
-// `new ExponentialMovingAverage(model.trainableWeights, ...)` needs no extra import.
-const kinds: ParameterKind[] = [typedArrayKind as ParameterKind, ...tfjsParameterKinds];
-
-/** Teaches the EMA a new kind of parameter (typed arrays and tfjs variables are built in). */
-export function registerParameterKind(kind: ParameterKind): void {
-  if (!kinds.includes(kind)) kinds.push(kind);
-}
 
 /** One parameter taken apart: its value, the kind that handles it, and its name. */
 export interface ParameterEntry {
@@ -82,15 +31,11 @@ function isNamedParameter(value: unknown): value is NamedParameter<ParameterValu
   );
 }
 
-function kindOf(value: unknown): ParameterKind | undefined {
-  return kinds.find((kind) => kind.matches(value));
-}
-
 function acceptedKinds(): string {
-  return `a ${kinds.map((k) => k.label).join(', ')} or { name, value }`;
+  return `a ${kindLabels().join(', ')} or { name, value }`;
 }
 
-/** Classifies one parameter (typed array, variable, or { name, value }); throws on anything else. */
+/** Classifies one parameter (a value of a registered kind, or { name, value } around one); throws on anything else. */
 export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   const named = isNamedParameter(parameter);
   const value = named ? (parameter as NamedParameter<ParameterValue>).value : parameter;
@@ -147,14 +92,11 @@ export class ResolvedParameters {
       }
       const numel = entry.kind.numel(entry.value);
       if (numel !== sizes[i]) {
-        const detached =
-          ArrayBuffer.isView(entry.value) && numel === 0 && isDetached(entry.value.buffer)
-            ? ' (its buffer was detached or transferred)'
-            : '';
+        const lost = numel === 0 ? entry.kind.lostContents?.(entry.value) : undefined;
         throw expectedRangeError(
           `${sizes[i]} elements (the size of its shadow)`,
           `${parameterLabel(i, entry.name)} of ${argument}`,
-          `${numel}${detached}`,
+          `${numel}${lost === undefined ? '' : ` (${lost.note})`}`,
         );
       }
     });
@@ -175,16 +117,5 @@ export class ResolvedParameters {
     const targets = this.#entries.map((e) => e.kind.writeTarget(e.value));
     fill(targets);
     this.#entries.forEach((e, i) => e.kind.commit(e.value, targets[i]));
-  }
-}
-
-export function isDetached(buffer: ArrayBufferLike): boolean {
-  // Node 20 lacks ArrayBuffer.prototype.detached; making a view of a detached buffer throws.
-  if (buffer.byteLength !== 0) return false;
-  try {
-    new Uint8Array(buffer);
-    return false;
-  } catch {
-    return true;
   }
 }

@@ -15,7 +15,7 @@ export type CloseScope = (scope: AveragedParametersScope) => void;
 export class AveragedParametersScope implements Disposable {
   #close: CloseScope | null;
 
-  /** @internal Created by ExponentialMovingAverage.averageParameters(). */
+  /** @internal Created by ExponentialMovingAverage.averageParameters() (through its ScopeStack). */
   constructor(close: CloseScope) {
     this.#close = close;
   }

@@ -1,10 +1,10 @@
-// The EMA's state as plain data (SPEC: stateDict / loadStateDict), and its validation. Validation
-// returns a normalised copy or throws naming the field and index; the EMA applies it only after.
-import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
-import type { StorageDType } from './native';
-import { isParamArray, ParamArray } from './parameters';
-
-export const STORAGE_DTYPES: readonly StorageDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
+// The EMA's state as plain data (stateDict() / loadStateDict()), and its validation. Validation
+// returns a normalised copy or throws naming the field and index; the EMA applies it only after
+// (installStateDict).
+import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
+import { parseStorageDType, type StorageDType } from './dtypes';
+import { checkUnitInterval, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import { isParamArray, type ParamArray } from './parameter_kinds';
 
 export interface EmaStateDict {
   decay: number;
@@ -18,15 +18,6 @@ export interface EmaStateDict {
   names: (string | null)[];
   /** The storage dtype the shadows were in. Informational: loading converts to the EMA's dtype. */
   dtype: StorageDType;
-}
-
-export function parseStorageDType(value: unknown, argument: string): StorageDType {
-  const expected = "one of 'float32', 'float64', 'float16', 'bfloat16'";
-  if (typeof value !== 'string') throw expectedTypeError(expected, argument, value);
-  if (!(STORAGE_DTYPES as readonly string[]).includes(value)) {
-    throw expectedRangeError(expected, argument, describe(value));
-  }
-  return value as StorageDType;
 }
 
 function checkTensorList(value: unknown, field: string, sizes: readonly number[]): ParamArray[] {
@@ -71,4 +62,29 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
     names = s.names as (string | null)[];
   }
   return { decay, numUpdates, shadowParams, collectedParams, names, dtype };
+}
+
+/** The state as copies the caller owns (never views of native memory). */
+export function stateDictOf(
+  scalars: Pick<EmaStateDict, 'decay' | 'numUpdates' | 'names'>,
+  { shadows, backup }: CurrentArenas,
+  sizes: readonly number[],
+): EmaStateDict {
+  return {
+    decay: scalars.decay,
+    numUpdates: scalars.numUpdates,
+    shadowParams: sizes.map((_, i) => shadows.read(i)),
+    collectedParams: backup === null ? null : sizes.map((_, i) => backup.read(i)),
+    names: scalars.names,
+    dtype: shadows.dtype,
+  };
+}
+
+/** Writes a validated state's tensors into the arenas: shadows converted in place, a new backup (or none). */
+export function installStateDict(arenas: EmaArenas, valid: EmaStateDict, sizes: readonly number[]): void {
+  arenas.replace(({ shadows }, track) => {
+    const backup = valid.collectedParams && track(backupOf(valid.collectedParams, shadows.dtype, sizes, shadows.device));
+    shadows.copyFrom(valid.shadowParams);
+    return { backup };
+  });
 }

@@ -1,4 +1,4 @@
-// Every error the SPEC promises, with its type and what its message names, and for each failing
+// Every error the contract promises, with its type and what its message names, and for each failing
 // call on a live EMA the all-or-nothing check: stateDict() (shadows, backup, counters, decay) and
 // the parameter buffers are bit for bit what they were before the call.
 import { EmaOptions, ExponentialMovingAverage } from '../src';

@@ -1,10 +1,11 @@
-// An independent float64 reference for the tests: the SPEC formulas in plain JavaScript, and
-// rounding to each storage dtype computed arithmetically (scale, round half to even, rescale)
-// rather than with the bit tricks the native code uses, so that the two can disagree.
+// An independent float64 reference for the tests: the update and warm-up formulas (README, API) in
+// plain JavaScript, and rounding to each storage dtype computed arithmetically (scale, round half
+// to even, rescale) rather than with the bit tricks the native code uses, so that the two can
+// disagree.
 
 // Jest runs tests in a vm context, where each lookup of a global such as Math costs far more than
 // the arithmetic; these locals keep the reference loops fast.
-const { abs: m_abs, floor: m_floor, imul: m_imul, log2: m_log2, max: m_max, min: m_min } = Math;
+const { abs: m_abs, floor: m_floor, fround: m_fround, imul: m_imul, log2: m_log2, max: m_max, min: m_min } = Math;
 const { EPSILON: n_EPSILON, isFinite: n_isFinite, isNaN: n_isNaN } = Number;
 
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16';
@@ -64,12 +65,12 @@ export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
-/** The SPEC warm-up: min(decay, (1 + n) / (10 + n)) for the n-th update, or decay when off. */
+/** torch_ema's warm-up: min(decay, (1 + n) / (10 + n)) for the n-th update, or decay when off. */
 export function effectiveDecay(decay: number, numUpdates: number | null): number {
   return numUpdates === null ? decay : m_min(decay, (1 + numUpdates) / (10 + numUpdates));
 }
 
-/** The SPEC update in float64: s - (1 - d) * (s - p). */
+/** The update formula in float64: s - (1 - d) * (s - p). */
 export function updateReference(shadow: ArrayLike<number>, param: ArrayLike<number>, decay: number): Float64Array {
   const out = new Float64Array(shadow.length);
   for (let i = 0; i < shadow.length; i++) out[i] = shadow[i] - (1 - decay) * (shadow[i] - param[i]);
@@ -179,4 +180,23 @@ export function expectUpdateClose(
         `decay ${decay}; within ${ulps} ulp of ${dtype})`,
     );
   }
+}
+
+/**
+ * One element of one update exactly as the kernels compute it, for float32 and float64 storage:
+ * decay 0 copies the parameter (rounded to the storage dtype) and decay 1 leaves the shadow as it
+ * is, NaN parameters included; otherwise s - (1 - d) * (s - p) with every operation rounded to the
+ * storage dtype (float32: 1 - d, the parameter, the difference, the product and the result; the
+ * kernels are built without fused multiply-adds).
+ */
+export function updateStep(shadow: number, param: number, decay: number, dtype: 'float32' | 'float64'): number {
+  if (dtype === 'float64') {
+    if (decay === 0) return param;
+    if (decay === 1) return shadow;
+    return shadow - (1 - decay) * (shadow - param);
+  }
+  const f = m_fround;
+  if (decay === 0) return f(param);
+  if (decay === 1) return shadow;
+  return f(shadow - f(f(1 - decay) * f(shadow - f(param))));
 }

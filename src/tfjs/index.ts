@@ -1,6 +1,6 @@
 // model-ema/tfjs: the TensorFlow.js helpers that need tfjs itself (a training callback) or its
 // model API (saving). Using tf.Variables and model.weights as EMA parameters needs none of this:
-// the core package recognises them by itself.
+// the package entry registers their kinds, and so does this entry (registering twice is harmless).
 //
 //   const tf = require('@tensorflow/tfjs-node');            // or '@tensorflow/tfjs'
 //   const { ExponentialMovingAverage } = require('model-ema');
@@ -8,6 +8,10 @@
 //   const ema = new ExponentialMovingAverage(model.trainableWeights, { decay: 0.99 });
 //   await model.fit(x, y, { callbacks: [createEmaCallback(ema, { tf, validationData: [xv, yv] })] });
 //   await saveAveragedModel(model, ema, 'file://./model-ema');
+import { registerTfjsParameterKinds } from './register';
+
+registerTfjsParameterKinds();
+
 export { createEmaCallback } from './callback';
 export type { EmaCallback, EmaCallbackOptions, EmaValidationData } from './callback';
 export { fileIOHandler, saveAveragedModel } from './save';

@@ -1,7 +1,7 @@
 // TensorFlow.js variables as EMA parameters, recognised by their shape rather than by their class:
 // the core package never imports tfjs (an optional peer), so `new ExponentialMovingAverage(
 // model.trainableWeights, ...)` works with whichever copy of tfjs built the model, with nothing
-// extra to import. src/parameters.ts registers these kinds by default.
+// extra to import. The entry points register these kinds (register.ts).
 //
 // Reading: dataSync() once per variable per operation. The cpu backend hands back its own storage
 // (no copy); wasm, webgl and tfjs-node copy once, as they must.
@@ -10,7 +10,7 @@
 // takes over with assign(); the temporary tensor is disposed at once, so tf.memory().numTensors
 // does not move.
 import { types } from 'node:util';
-import type { ParamArray, ParameterKind } from '../parameters';
+import type { ParamArray, ParameterKind } from '../parameter_kinds';
 
 /** The part of a tfjs-core `tf.Variable` the EMA uses. */
 export interface TfVariableLike {
@@ -145,9 +145,3 @@ export const layerVariableKind: ParameterKind<LayerVariableLike> = {
   writeTarget: (v) => new Float32Array(numelOf(v.shape)),
   commit: (v, written) => assignVariable(underlying(v), written),
 };
-
-/** Registered by default, after the typed arrays. */
-export const tfjsParameterKinds: readonly ParameterKind[] = [
-  tfVariableKind as ParameterKind,
-  layerVariableKind as ParameterKind,
-];

@@ -1,0 +1,126 @@
+// Arena helpers: native arenas made so that none leaks when a step fails, the EMA's own arenas (the
+// shadows and the store() backup) replaced all-or-nothing by one swap-or-dispose routine, and the
+// one call of the native update.
+import { types } from 'node:util';
+import { binding, type ShadowArena, type StorageDType } from './native';
+import type { ParamArray } from './parameter_kinds';
+import type { UpdateDescription } from './schedule';
+
+/**
+ * The one call of the native update, on the JS thread or (async) on a libuv thread: every shadow
+ * s = s - (1 - d) * (s - p) in one fused pass. Every path to the kernels' update goes through here,
+ * so a change of the native signature is a change of this function only.
+ */
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: true): Promise<void>;
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: false): void;
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: boolean): Promise<void> | void {
+  return async ? arena.updateAsync(params, update) : arena.update(params, update);
+}
+
+/** A backup must give the raw weights back bit for bit: float64 parameters need a float64 backup. */
+export function backupDType(arrays: readonly ParamArray[], storage: StorageDType): StorageDType {
+  return storage === 'float64' || arrays.some((a) => types.isFloat64Array(a)) ? 'float64' : 'float32';
+}
+
+/** A new arena, filled by `fill`; disposed at once if filling fails, rather than left to the GC. */
+export function newArena(dtype: StorageDType, sizes: readonly number[], device: number | null, fill: (arena: ShadowArena) => void): ShadowArena {
+  const arena = new binding.ShadowArena(dtype, sizes, device);
+  try {
+    fill(arena);
+  } catch (error) {
+    arena.dispose();
+    throw error;
+  }
+  return arena;
+}
+
+/**
+ * A backup of `arrays` (the parameters' values), in a dtype that holds them exactly. `device`: where
+ * it lives (null: host memory). store()'s backup lives with the shadows; a scope's short-lived backup
+ * stays in host memory, next to the parameters it restores.
+ */
+export function backupOf(arrays: readonly ParamArray[], storage: StorageDType, sizes: readonly number[], device: number | null = null): ShadowArena {
+  return newArena(backupDType(arrays, storage), sizes, device, (arena) => arena.copyFrom(arrays));
+}
+
+/** A new arena holding raw little-endian tensors of `dtype`, converted to `target` if it differs. */
+export function arenaFromBytes(dtype: StorageDType, tensors: readonly Uint8Array[], sizes: readonly number[], target: StorageDType, device: number | null): ShadowArena {
+  const arena = newArena(dtype, sizes, device, (a) => tensors.forEach((bytes, i) => a.writeBytes(i, bytes)));
+  if (dtype === target) return arena;
+  try {
+    return arena.cast(target);
+  } finally {
+    arena.dispose();
+  }
+}
+
+/** The arenas an EMA holds while it is open. */
+export interface CurrentArenas {
+  readonly shadows: ShadowArena;
+  /** store()'s backup ("collected" in torch_ema and in state dicts), or null. */
+  readonly backup: ShadowArena | null;
+}
+
+/** What a replacement changes: a field left out keeps its arena; `backup: null` drops the backup. */
+export interface ArenaChange {
+  shadows?: ShadowArena;
+  backup?: ShadowArena | null;
+}
+
+/** Registers an arena just made, so that a failure later in the same replacement disposes it. */
+export type TrackArena = <A extends ShadowArena | null>(arena: A) => A;
+
+/** The shadows and the store() backup of one EMA. */
+export class EmaArenas {
+  #shadows: ShadowArena | null;
+  #backup: ShadowArena | null = null;
+
+  constructor(shadows: ShadowArena) {
+    this.#shadows = shadows;
+  }
+
+  /** The arenas, or null once disposed. */
+  get current(): CurrentArenas | null {
+    return this.#shadows === null ? null : { shadows: this.#shadows, backup: this.#backup };
+  }
+
+  /**
+   * Swap-or-dispose, the one way the arenas change. `build` makes the replacements from the current
+   * arenas, passing each new arena through `track` as soon as it exists, and returns what changes
+   * (it may also write into the current arenas, after every check that can fail). If `build`
+   * throws, every arena it tracked is disposed and nothing changes; otherwise the new arenas are
+   * swapped in and the ones they replace disposed.
+   */
+  replace(build: (current: CurrentArenas, track: TrackArena) => ArenaChange): void {
+    const current = this.current;
+    if (current === null) throw new Error('EmaArenas.replace(): the arenas were disposed');
+    const kept = (arena: ShadowArena): boolean => arena === current.shadows || arena === current.backup;
+    const made: ShadowArena[] = [];
+    const track: TrackArena = (arena) => {
+      if (arena !== null && !kept(arena) && !made.includes(arena)) made.push(arena);
+      return arena;
+    };
+    let change: ArenaChange;
+    try {
+      change = build(current, track);
+    } catch (error) {
+      for (const arena of made) arena.dispose();
+      throw error;
+    }
+    const shadows = change.shadows ?? current.shadows;
+    const backup = change.backup === undefined ? current.backup : change.backup;
+    for (const old of [current.shadows, current.backup]) {
+      if (old !== null && old !== shadows && old !== backup) old.dispose();
+    }
+    this.#shadows = shadows;
+    this.#backup = backup;
+  }
+
+  /** Frees both arenas now; later `current` is null. Repeatable. */
+  dispose(): void {
+    this.#shadows?.dispose();
+    this.#backup?.dispose();
+    this.#shadows = null;
+    this.#backup = null;
+  }
+}

@@ -1,0 +1,103 @@
+// The model-ema checkpoint format, on top of the safetensors container: tensor names, metadata
+// keys, and the digests that protect them. checkpoint_encode.ts writes it, checkpoint_decode.ts
+// validates it.
+//
+// Tensors: `shadow.<key>` for each parameter (storage dtype), then `collected.<key>` for each
+// parameter when a store() backup exists (float32 or float64). `<key>` is given by parameterKeys().
+// Metadata (all strings), in METADATA_KEYS order:
+//   format "model-ema", format_version "1", decay (String(number), exact), num_updates ("null" or an
+//   integer), dtype, collected_dtype ("none" | "float32" | "float64"), names (JSON array of string|null),
+//   metadata_sha256: sha256 hex of JSON.stringify([...the values of DIGESTED_METADATA_KEYS]) (the exact
+//     metadata strings), so no edited scalar goes unnoticed,
+//   checksums: JSON object {tensorName: sha256 hex of that tensor's data bytes}, computed while each
+//     tensor is being written; the header is written with zeros there first and rewritten at the end.
+import { createHash } from 'node:crypto';
+import type { StorageDType } from '../dtypes';
+
+export type { StorageDType };
+/** The dtype of a store() backup: the parameters' precision. */
+export type CollectedDType = 'float32' | 'float64';
+
+export const CHECKPOINT_FORMAT = 'model-ema';
+export const CHECKPOINT_FORMAT_VERSION = '1';
+
+/** The metadata keys that metadata_sha256 covers, in the order they are written and digested. */
+export const DIGESTED_METADATA_KEYS = ['format', 'format_version', 'decay', 'num_updates', 'dtype', 'collected_dtype', 'names'] as const;
+/** Every metadata key of a checkpoint, in the order they are written. */
+export const METADATA_KEYS = [...DIGESTED_METADATA_KEYS, 'metadata_sha256', 'checksums'] as const;
+export type DigestedMetadataKey = (typeof DIGESTED_METADATA_KEYS)[number];
+export type MetadataKey = (typeof METADATA_KEYS)[number];
+
+/** Prefixes of the two tensor groups: shadows, and the store() backup ("collected" in torch_ema). */
+export const SHADOW_PREFIX = 'shadow.';
+export const COLLECTED_PREFIX = 'collected.';
+
+/** What a checkpoint is written from. Tensor data is read lazily, one parameter at a time. */
+export interface CheckpointSource {
+  decay: number;
+  numUpdates: number | null;
+  /** Storage dtype of the shadows. */
+  dtype: StorageDType;
+  /** One per parameter; null for an unnamed parameter. */
+  names: readonly (string | null)[];
+  /** Element count of each parameter. */
+  sizes: readonly number[];
+  /** Optional shape per parameter (product must equal its size); 1-D `[size]` where absent or null. */
+  shapes?: readonly (readonly number[] | null)[];
+  /** Raw little-endian shadow data of parameter `index` in `dtype`; called once per index, in order. */
+  shadowBytes(index: number): ArrayBufferView;
+  /** The store() backup, or null when nothing is stored. */
+  collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView } | null;
+}
+
+/** What the loading EMA has: its parameters' names and element counts. */
+export interface ExpectedParameters {
+  names: readonly (string | null)[];
+  sizes: readonly number[];
+  /**
+   * Default true: the file's parameter names must equal `names`. False: parameters are matched by
+   * position (counts and sizes still checked), for names that differ between processes, such as
+   * tfjs's auto-generated layer names.
+   */
+  matchNames?: boolean;
+}
+
+/** A validated checkpoint. Byte arrays are views into the parsed data, one per parameter, in the file's dtype. */
+export interface DecodedCheckpoint {
+  decay: number;
+  numUpdates: number | null;
+  dtype: StorageDType;
+  shadow: Uint8Array[];
+  collected: Uint8Array[] | null;
+  collectedDType: CollectedDType | null;
+}
+
+/**
+ * The per-parameter part of the tensor names: the parameter's name, or its decimal index when it
+ * has none. When that key is shared by several parameters (duplicate names, or a name equal to
+ * another parameter's index), each of those gets `<key>#<index>`, with more `#` appended while that
+ * is taken by any other key. The result is unique and depends only on `names`, so the mapping is
+ * inverted by recomputing it from the names list (stored in the metadata, and known to the EMA).
+ */
+export function parameterKeys(names: readonly (string | null)[]): string[] {
+  const preferred = names.map((name, index) => name ?? String(index));
+  const uses = new Map<string, number>();
+  for (const key of preferred) uses.set(key, (uses.get(key) ?? 0) + 1);
+  const taken = new Set(preferred);
+  return preferred.map((key, index) => {
+    if (uses.get(key) === 1) return key;
+    let unique = `${key}#${index}`;
+    while (taken.has(unique)) unique += '#';
+    taken.add(unique);
+    return unique;
+  });
+}
+
+export function sha256(view: ArrayBufferView): string {
+  return createHash('sha256').update(new Uint8Array(view.buffer, view.byteOffset, view.byteLength)).digest('hex');
+}
+
+export function metadataDigest(m: Readonly<Record<DigestedMetadataKey, string>>): string {
+  const text = JSON.stringify(DIGESTED_METADATA_KEYS.map((key) => m[key]));
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}

@@ -1,0 +1,47 @@
+// Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
+// tensor, from the arenas), and a decoded checkpoint swapped in as new arenas.
+import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
+import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { parseLoadOptions } from './options';
+
+/** The EMA's scalars and parameter list, as a checkpoint holds them. */
+export interface CheckpointScalars {
+  decay: number;
+  numUpdates: number | null;
+  names: (string | null)[];
+  sizes: readonly number[];
+}
+
+export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CheckpointSource {
+  return {
+    decay: scalars.decay,
+    numUpdates: scalars.numUpdates,
+    dtype: shadows.dtype,
+    names: scalars.names,
+    sizes: scalars.sizes,
+    shadowBytes: (i) => shadows.readBytes(i),
+    collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
+  };
+}
+
+/** What a checkpoint must match to load into this EMA, with load()'s options checked. */
+export function expectedParameters(options: unknown, names: (string | null)[], sizes: readonly number[]): ExpectedParameters {
+  const { matchNames } = parseLoadOptions(options);
+  return { names, sizes, matchNames };
+}
+
+/**
+ * Swaps a decoded checkpoint's tensors in: the shadows converted to the current storage dtype, the
+ * backup in the dtype it was saved in (it holds raw weights exactly), both where the shadows are.
+ */
+export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint, sizes: readonly number[]): void {
+  arenas.replace(({ shadows }, track) => {
+    const device = shadows.device;
+    const nextShadows = track(arenaFromBytes(decoded.dtype, decoded.shadow, sizes, shadows.dtype, device));
+    const backup =
+      decoded.collected !== null && decoded.collectedDType !== null
+        ? track(arenaFromBytes(decoded.collectedDType, decoded.collected, sizes, decoded.collectedDType, device))
+        : null;
+    return { shadows: nextShadows, backup };
+  });
+}

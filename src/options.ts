@@ -1,0 +1,65 @@
+// The options the public methods take: their types and their checks. Each parser checks in the order
+// the EMA always has, and throws an error naming the option and the value received.
+import { assertDeviceAvailable, type Device, parseDevice } from './device';
+import { parseStorageDType, type StorageDType } from './dtypes';
+import { checkUnitInterval, expectedTypeError } from './errors';
+
+export interface EmaOptions {
+  /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
+  decay: number;
+  /** Warm up with min(decay, (1 + n) / (10 + n)) over the first updates. Default true. */
+  useNumUpdates?: boolean;
+  /** Storage of the shadows. Default 'float32'. Arithmetic is float32 or wider regardless. */
+  dtype?: StorageDType;
+  /** Where the shadows live. Default 'cpu'. */
+  device?: Device;
+}
+
+export interface LoadOptions {
+  /** Default true: the file's parameter names must equal this EMA's. False: match by position. */
+  matchNames?: boolean;
+}
+
+export interface ToOptions {
+  device?: Device;
+  dtype?: StorageDType;
+}
+
+/** The constructor's options with defaults applied; the device is known to be available. */
+export function parseEmaOptions(options: unknown): Required<EmaOptions> {
+  if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
+  const o = options as Partial<Record<keyof EmaOptions, unknown>>;
+  const decay = checkUnitInterval(o.decay, 'decay');
+  const useNumUpdates = o.useNumUpdates ?? true;
+  if (typeof useNumUpdates !== 'boolean') throw expectedTypeError('a boolean', 'useNumUpdates', useNumUpdates);
+  const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
+  const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
+  assertDeviceAvailable(device);
+  return { decay, useNumUpdates, dtype, device };
+}
+
+/** to()'s target: each option defaults to where the shadows are now. */
+export function parseToOptions(options: unknown, current: Required<ToOptions>): Required<ToOptions> {
+  if (typeof options !== 'object' || options === null) throw expectedTypeError('{ device?, dtype? }', 'options', options);
+  const o = options as Partial<Record<keyof ToOptions, unknown>>;
+  const device = o.device === undefined ? current.device : parseDevice(o.device, 'device');
+  const dtype = o.dtype === undefined ? current.dtype : parseStorageDType(o.dtype, 'dtype');
+  assertDeviceAvailable(device);
+  return { device, dtype };
+}
+
+/** load()'s and deserialize()'s matchNames. */
+export function parseLoadOptions(options: unknown): Required<LoadOptions> {
+  if (options !== undefined && (typeof options !== 'object' || options === null)) {
+    throw expectedTypeError('{ matchNames?: boolean }', 'options', options);
+  }
+  const matchNames = (options as LoadOptions | undefined)?.matchNames ?? true;
+  if (typeof matchNames !== 'boolean') throw expectedTypeError('a boolean', 'options.matchNames', matchNames);
+  return { matchNames };
+}
+
+/** save()'s and load()'s path. */
+export function checkFilePath(path: unknown): string {
+  if (typeof path !== 'string' || path === '') throw expectedTypeError('a file path', 'path', path);
+  return path;
+}
