@@ -14,6 +14,12 @@
 #error "MODEL_EMA_VERSION must be defined by the build (package.json's version)"
 #endif
 
+// Without it, an addon call that is running when its worker_thread is terminated (or the process
+// exits) aborts the whole process: see CMakeLists.txt.
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#error "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS must be defined by the build (CMakeLists.txt)"
+#endif
+
 namespace model_ema {
 
 namespace {

@@ -35,6 +35,8 @@ void AsyncUpdate::Execute() {
     }
   } catch (const std::exception& e) {
     SetError(e.what());
+  } catch (...) {  // node-addon-api catches only std::exception: anything else would abort the process
+    SetError("updateAsync failed with an unknown native exception");
   }
 }
 
