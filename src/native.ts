@@ -39,6 +39,10 @@ function load(): NativeBinding {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
     loaded = nodeGypBuild(packageRoot) as NativeBinding;
   } catch (err) {
+    // The addon loaded but refused this process's settings (an invalid MODEL_EMA_CPU_ISA, say): its
+    // own message names the variable and the valid values; rebuilding would not help.
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_MODEL_EMA_')) throw err;
     const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
     throw new Error(
       `model-ema could not load its native addon for ${process.platform}-${process.arch} ` +

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -12,6 +13,12 @@
 
 #ifndef MODEL_EMA_VERSION
 #error "MODEL_EMA_VERSION must be defined by the build (package.json's version)"
+#endif
+
+// Without it, an addon call that is running when its worker_thread is terminated (or the process
+// exits) aborts the whole process: see CMakeLists.txt.
+#ifndef NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS
+#error "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS must be defined by the build (CMakeLists.txt)"
 #endif
 
 namespace model_ema {
@@ -40,6 +47,25 @@ unsigned ThreadCountFromEnv() {
   return value >= 1 && value <= 256 ? static_cast<unsigned>(value) : hardware;
 }
 
+// MODEL_EMA_CPU_ISA: the best instruction set the kernels may use (a ceiling; unset or empty: the
+// best this CPU has). Any other value is refused, naming the valid ones, rather than ignored.
+// Checked before anything is allocated, so a refused load leaks nothing.
+const char* CpuIsaCeilingFromEnv(Napi::Env env) {
+  const char* text = std::getenv("MODEL_EMA_CPU_ISA");
+  if (text == nullptr || *text == '\0') return nullptr;
+  for (const char* valid : {"avx512", "avx2", "baseline"}) {
+    if (std::strcmp(text, valid) == 0) return text;
+  }
+  std::string value(text);
+  if (value.size() > 40) value = value.substr(0, 40) + "...";
+  Napi::Error error = Napi::Error::New(
+      env, "Invalid MODEL_EMA_CPU_ISA='" + value +
+               "': expected one of 'avx512', 'avx2', 'baseline' (the best instruction set the CPU "
+               "kernels may use), or leave it unset for the best this CPU supports");
+  error.Set("code", "ERR_MODEL_EMA_CPU_ISA");  // src/native.ts passes this error on as it is
+  throw error;
+}
+
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto* data = env.GetInstanceData<AddonData>();
@@ -51,8 +77,9 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  const char* isa_ceiling = CpuIsaCeilingFromEnv(env);
   auto* data = new AddonData();
-  data->kernels = &SelectCpuKernels(std::getenv("MODEL_EMA_CPU_ISA"));
+  data->kernels = &SelectCpuKernels(isa_ceiling);
   data->pool = std::make_shared<ThreadPool>(ThreadCountFromEnv());
   data->parallel_threshold = ParallelThresholdFromEnv();
   env.SetInstanceData<AddonData>(data);  // deleted by Node when this instance's env goes away

@@ -24,6 +24,8 @@ void AsyncUpdate::Execute() {
     shadows_->Update(cpu_, snapshot_->AsParams(), description_);
   } catch (const std::exception& e) {
     SetError(e.what());
+  } catch (...) {  // node-addon-api catches only std::exception: anything else would abort the process
+    SetError("updateAsync failed with an unknown native exception");
   }
 }
 

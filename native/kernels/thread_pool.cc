@@ -1,11 +1,18 @@
 #include "thread_pool.h"
 
+#include <system_error>
+
 namespace model_ema {
 
 ThreadPool::ThreadPool(unsigned threads) {
   unsigned workers = threads > 1 ? threads - 1 : 0;
   workers_.reserve(workers);
-  for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
+  try {
+    for (unsigned i = 0; i < workers; ++i) workers_.emplace_back([this, i] { WorkerLoop(i + 1); });
+  } catch (const std::system_error&) {
+    // No more threads (a process or container limit): run with those that started. Letting this
+    // escape would destroy workers_ with joinable threads in it, which is std::terminate.
+  }
 }
 
 ThreadPool::~ThreadPool() {
