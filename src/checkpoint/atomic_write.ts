@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { checkSaveTarget, prefixError, savingPrefix } from './checkpoint_file';
 
 /** Where a producer writes the bytes of the file being built by {@link writeFileAtomic}. */
 export interface AtomicFileSink {
@@ -42,18 +43,26 @@ export function temporaryPathFor(target: string): string {
  * then the folder is fsynced so the rename itself is durable. If `produce` or any step throws, the
  * temporary file is removed, `target` is untouched, and the error is rethrown.
  *
- * Rename replaces a symbolic link at `target` rather than writing through it; the new file gets the
- * default mode (0o666 minus the umask), not the old file's mode.
+ * Before anything is written, `target` must be missing, a regular file, or a symbolic link to one
+ * (or a dangling one), in an existing folder: a directory, device, FIFO or socket is refused, never
+ * replaced. The rename replaces a symbolic link at `target` with the new file rather than writing
+ * through it (the file it pointed to is left as it was; the new file is never written outside the
+ * folder the caller named). The new file gets the default mode (0o666 minus the umask), not the
+ * old file's mode.
+ *
+ * Every error from the file system names `target` ("Cannot save to '<target>': ...") and keeps the
+ * original's `code` and the original as `cause`; errors thrown by `produce` pass through as they are.
  */
 export async function writeFileAtomic(
   target: string,
   produce: (sink: AtomicFileSink) => Promise<void>,
 ): Promise<void> {
+  const folder = path.dirname(path.resolve(target));
+  await checkSaveTarget(target, folder);
   const temporary = temporaryPathFor(path.resolve(target));
   // 'wx': fail rather than write into a file someone else created under our unique name.
   let file: FileHandle | null = await open(temporary, 'wx').catch((error: unknown) => {
-    // Name the file the caller asked for, not our hidden temporary one.
-    throw new Error(`Cannot save to '${target}': ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw prefixError(error, savingPrefix(target));
   });
   try {
     let length = 0;
@@ -77,9 +86,17 @@ export async function writeFileAtomic(
   } catch (error) {
     await file?.close().catch(() => undefined);
     await unlink(temporary).catch(() => undefined);
-    throw error;
+    throw isSystemError(error) ? prefixError(error, savingPrefix(target)) : error;
   }
-  await syncDirectory(path.dirname(path.resolve(target)));
+  await syncDirectory(folder).catch((error: unknown) => {
+    throw prefixError(error, `${savingPrefix(target)}the file was written, but syncing its folder failed: `);
+  });
+}
+
+// An error from the operating system (ENOSPC, EIO, ...), as opposed to one thrown by a producer.
+function isSystemError(error: unknown): boolean {
+  const { code, syscall } = (error ?? {}) as Partial<NodeJS.ErrnoException>;
+  return typeof code === 'string' && typeof syscall === 'string';
 }
 
 // Makes a rename durable on POSIX. Some platforms cannot open or fsync a directory (Windows gives

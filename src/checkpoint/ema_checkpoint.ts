@@ -25,6 +25,7 @@ import {
   type TensorInfo,
   type TensorSource,
 } from './safetensors';
+import { namingPathOnError } from './checkpoint_file';
 
 export type StorageDType = 'float32' | 'float64' | 'float16' | 'bfloat16';
 export type CollectedDType = 'float32' | 'float64';
@@ -295,7 +296,7 @@ export async function saveCheckpoint(path: string, source: CheckpointSource): Pr
 /** Reads, validates and decodes a checkpoint file. */
 export async function loadCheckpoint(path: string, expected: ExpectedParameters): Promise<DecodedCheckpoint> {
   // The header is checked before any tensor data is read: a mismatched file fails fast, however large.
-  return decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected)), expected);
+  return namingPathOnError(path, async () => decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected)), expected));
 }
 
 // ---------------------------------------------------------------------------------------------

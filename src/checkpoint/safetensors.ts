@@ -6,8 +6,9 @@
 // Files are untrusted: every field is checked before it is used, and nothing is allocated before its
 // size has been checked against the bytes actually present.
 import { constants as bufferConstants } from 'node:buffer';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic_write';
+import { openRegularFile } from './checkpoint_file';
 
 /** The element types this package reads and writes. */
 export type SafetensorsDType = 'F32' | 'F64' | 'F16' | 'BF16';
@@ -146,9 +147,8 @@ export async function readSafetensorsFile(
   /** Called with the validated header before any tensor data is read; throw to stop there. */
   checkHeader?: (header: SafetensorsHeader) => void,
 ): Promise<ParsedSafetensors> {
-  const file = await open(path, 'r');
+  const { file, size } = await openRegularFile(path); // refuses FIFOs, devices, directories
   try {
-    const { size } = await file.stat();
     if (size < 8) fail(`the file has ${size} bytes, fewer than the 8-byte header length field`);
     const prefix = await readExactly(file, 8, 0);
     const raw = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
