@@ -99,16 +99,31 @@ function isSystemError(error: unknown): boolean {
   return typeof code === 'string' && typeof syscall === 'string';
 }
 
-// Makes a rename durable on POSIX. Some platforms cannot open or fsync a directory (Windows gives
-// EISDIR/EPERM, some file systems EINVAL); there the rename is as durable as the OS makes it.
-async function syncDirectory(dir: string): Promise<void> {
+/**
+ * Whether a failure to open or fsync a folder means the platform will not do it, rather than that
+ * the data is at risk: permissions (a folder the process may write and search but not read, mode
+ * 0333, cannot be opened; some systems refuse fsync on directories with EPERM/EACCES), or no
+ * support (Windows' EISDIR, EINVAL/ENOTSUP/EOPNOTSUPP/ENOSYS on some file systems). The file itself
+ * was fsynced already; only the durability of the rename is then as good as the OS makes it.
+ */
+export function isDirectorySyncOptional(error: unknown): boolean {
+  const code = (error as Partial<NodeJS.ErrnoException> | null)?.code;
+  return typeof code === 'string' && DIRECTORY_SYNC_OPTIONAL.has(code);
+}
+
+const DIRECTORY_SYNC_OPTIONAL = new Set(['EACCES', 'EPERM', 'EISDIR', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/**
+ * Makes a rename durable on POSIX by fsyncing the folder; best effort where the OS refuses (see
+ * {@link isDirectorySyncOptional}). `openFolder` is replaceable for tests.
+ */
+export async function syncDirectory(dir: string, openFolder: (dir: string) => Promise<FileHandle> = (d) => open(d, 'r')): Promise<void> {
   let handle: FileHandle | undefined;
   try {
-    handle = await open(dir, 'r');
+    handle = await openFolder(dir);
     await handle.sync();
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
+    if (!isDirectorySyncOptional(error)) throw error;
   } finally {
     await handle?.close().catch(() => undefined);
   }
