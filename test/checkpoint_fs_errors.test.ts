@@ -1,6 +1,7 @@
 // File-system failures of save() and load(): best-effort folder fsync where the OS refuses it
-// (a write-only folder used to fail a save that had written a complete file).
-import { spawnSync } from 'node:child_process';
+// (a write-only folder used to fail a save that had written a complete file), and errors that name
+// the path the caller gave, keep the original code and cause, and leave the previous file intact.
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -100,6 +101,100 @@ describe('folder fsync is best effort where the OS refuses it; the file fsync is
     expect(fs.readdirSync(dir)).toEqual(['ema.safetensors']);
     await ema.load(target);
     expectSameState(ema.stateDict(), saved);
+    ema.dispose();
+  });
+});
+
+// A 64 KiB tmpfs, where mount is permitted (root, outside most containers' restrictions).
+const tiny = fs.mkdtempSync(path.join(os.tmpdir(), 'model-ema-tinyfs-'));
+let tinyMounted = false;
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', tiny], { stdio: 'ignore' });
+  tinyMounted = true;
+} catch {
+  // not permitted: the injected ENOSPC test below covers the message
+}
+afterAll(() => {
+  if (tinyMounted) execFileSync('umount', [tiny]);
+  fs.rmSync(tiny, { recursive: true, force: true });
+});
+
+describe('errors name the path and keep code and cause', () => {
+  async function expectDiskFull(target: string, folder: string): Promise<void> {
+    const small = makeEma();
+    await small.ema.save(target);
+    const big = makeEma(40_000); // 160 KB
+    const error = await rejectionOf(big.ema.save(target));
+    expect(error.message).toMatch(new RegExp(`^Cannot save to '${target.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}': ENOSPC`));
+    expect(error.code).toBe('ENOSPC');
+    expect((error.cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    jest.restoreAllMocks();
+    expect(fs.readdirSync(folder)).toEqual(['ema.safetensors']); // the temporary file is gone
+    const expected = small.ema.stateDict();
+    await big.ema.load(target).catch(() => undefined); // different sizes: refused
+    small.ema.update();
+    await small.ema.load(target);
+    expectSameState(small.ema.stateDict(), expected);
+    small.ema.dispose();
+    big.ema.dispose();
+  }
+
+  (tinyMounted ? test : test.skip)('disk full on a real 64 KiB tmpfs (skipped where mount is not permitted)', async () => {
+    await expectDiskFull(path.join(tiny, 'ema.safetensors'), tiny);
+  });
+
+  test('disk full (an injected ENOSPC from write)', async () => {
+    const target = path.join(dir, 'ema.safetensors');
+    const small = makeEma();
+    await small.ema.save(target);
+    failTempFileHandles('write', systemError('ENOSPC', 'write'));
+    const error = await rejectionOf(small.ema.save(target));
+    expect(error.message).toContain(`Cannot save to '${target}': ENOSPC`);
+    expect(error.code).toBe('ENOSPC');
+    expect((error.cause as NodeJS.ErrnoException).syscall).toBe('write');
+    jest.restoreAllMocks();
+    expect(fs.readdirSync(dir)).toEqual(['ema.safetensors']);
+    small.ema.dispose();
+  });
+
+  test('load errors name the file: missing, truncated, corrupted', async () => {
+    const { ema } = makeEma(100);
+    const missing = path.join(dir, 'missing.safetensors');
+    let error = await rejectionOf(ema.load(missing));
+    expect(error.message).toContain(`'${missing}'`);
+    expect(error.code).toBe('ENOENT');
+
+    const target = path.join(dir, 'ema.safetensors');
+    await ema.save(target);
+    const bytes = fs.readFileSync(target);
+    fs.writeFileSync(target, bytes.subarray(0, bytes.length - 10));
+    error = await rejectionOf(ema.load(target));
+    expect(error.message).toMatch(/^Cannot read '.*ema\.safetensors': Invalid safetensors file/);
+    expect(error.message).toContain(`'${target}'`);
+
+    const corrupted = Buffer.from(bytes);
+    corrupted[corrupted.length - 1] ^= 1;
+    fs.writeFileSync(target, corrupted);
+    error = await rejectionOf(ema.load(target));
+    expect(error.message).toContain(`Cannot read '${target}': Invalid model-ema checkpoint: checksum`);
+    ema.dispose();
+  });
+
+  test.each([
+    ['252 ASCII bytes', `${'a'.repeat(240)}.safetensors`],
+    ['255 ASCII bytes', `${'b'.repeat(243)}.safetensors`],
+    ['255 bytes of two-byte characters', `${'é'.repeat(121)}x.safetensors`],
+  ])('a valid file name of %s saves and loads (the temporary name stays within 255 bytes)', async (_, name) => {
+    expect(Buffer.byteLength(name)).toBeLessThanOrEqual(255);
+    const { ema, value } = makeEma();
+    const target = path.join(dir, name);
+    await ema.save(target);
+    const expected = ema.stateDict();
+    value.fill(3);
+    ema.update();
+    await ema.load(target);
+    expectSameState(ema.stateDict(), expected);
+    expect(fs.readdirSync(dir)).toEqual([name]);
     ema.dispose();
   });
 });

@@ -1,6 +1,6 @@
 // Atomic, streamed file writing: the target path always holds either its previous content or the
 // complete new content, even if the process is killed or the machine loses power mid-write.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { checkSaveTarget, prefixError, savingPrefix } from './checkpoint_file';
@@ -33,8 +33,27 @@ export async function writeFully(file: FileHandle, bytes: Uint8Array, position: 
  * never collide). A process killed mid-write leaves this file behind; it is never reused.
  */
 export function temporaryPathFor(target: string): string {
-  const dir = path.dirname(target);
-  return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const suffix = `.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  return path.join(path.dirname(target), `.${shortenedBase(path.basename(target), NAME_MAX - 1 - suffix.length)}${suffix}`);
+}
+
+// Longest file name (in bytes) on Linux, macOS and Windows file systems alike.
+const NAME_MAX = 255;
+
+// `base` if it fits in `maxBytes` of UTF-8; else as much of it as fits (whole characters) followed by
+// '~' and a hash of the whole name, so that a target whose own name is valid (up to NAME_MAX
+// bytes) never fails with ENAMETOOLONG because of what the temporary name adds.
+function shortenedBase(base: string, maxBytes: number): string {
+  if (Buffer.byteLength(base) <= maxBytes) return base;
+  const tag = `~${createHash('sha256').update(base).digest('hex').slice(0, 8)}`;
+  let kept = '';
+  let bytes = tag.length;
+  for (const character of base) {
+    bytes += Buffer.byteLength(character);
+    if (bytes > maxBytes) break;
+    kept += character;
+  }
+  return kept + tag;
 }
 
 /**
