@@ -18,6 +18,7 @@ import { isDetached, ParamArray, Parameter, ParameterEntry, ResolvedParameters, 
 import { RegisteredParameters } from './registered';
 import { AveragedParametersScope, runInScope } from './scope';
 import { EmaStateDict, parseStorageDType, validateStateDict } from './state_dict';
+import { nextNumUpdates } from './state_rules';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
@@ -139,7 +140,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#decay = checkUnitInterval(value, 'decay');
   }
 
-  /** Updates applied with warm-up on; null when warm-up is off. */
+  /** Updates applied with warm-up on (saturates at 2^53 - 1, see MAX_NUM_UPDATES); null when warm-up is off. */
   get numUpdates(): number | null {
     return this.#numUpdates;
   }
@@ -173,7 +174,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   /** The decay the next update will use (after warm-up). */
   get currentDecay(): number {
-    return this.#decayFor(this.#numUpdates === null ? null : this.#numUpdates + 1);
+    return this.#decayFor(nextNumUpdates(this.#numUpdates));
   }
 
   /** s = s - (1 - d) * (s - p) for every shadow, in one native pass. */
@@ -181,7 +182,7 @@ export class ExponentialMovingAverage implements Disposable {
     const shadows = this.#idle('update()');
     this.#refuseInScope('update()');
     const resolved = this.#resolve(parameters, 'update()');
-    const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
+    const next = nextNumUpdates(this.#numUpdates);
     shadows.update(resolved.read(), this.#decayFor(next));
     this.#numUpdates = next;
   }
@@ -196,7 +197,7 @@ export class ExponentialMovingAverage implements Disposable {
       const shadows = this.#open('updateAsync()');
       this.#refuseInScope('updateAsync()');
       const resolved = this.#resolve(parameters, 'updateAsync()');
-      const next = this.#numUpdates === null ? null : this.#numUpdates + 1;
+      const next = nextNumUpdates(this.#numUpdates);
       await shadows.updateAsync(resolved.read(), this.#decayFor(next));
       this.#numUpdates = next;
     });

@@ -6,6 +6,7 @@
 // parameter is.
 import { types } from 'node:util';
 import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { checkParameterName } from './state_rules';
 import { tfjsParameterKinds } from './tfjs/variables';
 
 /** A parameter buffer the kernels read and write directly. */
@@ -102,6 +103,7 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
     throw expectedTypeError(acceptedKinds(), argument, parameter);
   }
   const name = named ? (parameter as NamedParameter<ParameterValue>).name : kind.ownName(value as object);
+  checkParameterName(name, argument);
   const problem = kind.unusable(value as object);
   if (problem !== undefined) {
     throw new TypeError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`);

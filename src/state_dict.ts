@@ -1,8 +1,9 @@
 // The EMA's state as plain data (SPEC: stateDict / loadStateDict), and its validation. Validation
 // returns a normalised copy or throws naming the field and index; the EMA applies it only after.
-import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import { checkUnitInterval, describe, expectedRangeError, expectedTypeError } from './errors';
 import type { StorageDType } from './native';
 import { isParamArray, ParamArray } from './parameters';
+import { checkParameterName, isValidNumUpdates } from './state_rules';
 
 export const STORAGE_DTYPES: readonly StorageDType[] = ['float32', 'float64', 'float16', 'bfloat16'];
 
@@ -51,7 +52,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
   const s = state as Partial<Record<keyof EmaStateDict, unknown>>;
   const decay = checkUnitInterval(s.decay, 'state.decay');
   const numUpdates = s.numUpdates;
-  if (numUpdates !== null && !isNonNegativeInteger(numUpdates)) {
+  if (numUpdates !== null && !isValidNumUpdates(numUpdates)) {
     throw expectedTypeError('null or a non-negative integer', 'state.numUpdates', numUpdates);
   }
   const shadowParams = checkTensorList(s.shadowParams, 'state.shadowParams', sizes);
@@ -67,6 +68,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
     }
     s.names.forEach((name: unknown, i) => {
       if (name !== null && typeof name !== 'string') throw expectedTypeError('a string or null', `state.names[${i}]`, name);
+      checkParameterName(name, `state.names[${i}]`);
     });
     names = s.names as (string | null)[];
   }
