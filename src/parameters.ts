@@ -2,6 +2,7 @@
 // buffers for the kernels. What a parameter can be is up to the registered kinds (parameter_kinds.ts);
 // `{ name, value }` names a value of any kind.
 import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { checkParameterName } from './state_rules';
 import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './parameter_kinds';
 
 export type { ParamArray, ParameterKind };
@@ -47,6 +48,7 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
     throw expectedTypeError(acceptedKinds(), argument, parameter);
   }
   const name = named ? (parameter as NamedParameter<ParameterValue>).name : kind.ownName(value as object);
+  checkParameterName(name, argument);
   const problem = kind.unusable(value as object);
   if (problem !== undefined) {
     throw new TypeError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`);

@@ -4,11 +4,12 @@
 // What one update applies to every shadow: the native update description itself (binding.d.ts),
 // so a new field there is a new field here.
 import type { UpdateDescription } from './native';
+import { MAX_NUM_UPDATES } from './state_rules';
 export type { UpdateDescription };
 
-/** The counter after one more update; null (warm-up off) stays null. */
+/** The counter after one more update; null (warm-up off) stays null; saturates at MAX_NUM_UPDATES. */
 export function nextCount(numUpdates: number | null): number | null {
-  return numUpdates === null ? null : numUpdates + 1;
+  return numUpdates === null ? null : Math.min(numUpdates + 1, MAX_NUM_UPDATES);
 }
 
 /** torch_ema's warm-up: min(decay, (1 + n) / (10 + n)) for the n-th update; `decay` when off. */

@@ -3,7 +3,8 @@
 // (installStateDict).
 import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
 import { parseStorageDType, type StorageDType } from './dtypes';
-import { checkUnitInterval, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import { checkUnitInterval, expectedRangeError, expectedTypeError } from './errors';
+import { checkParameterName, isValidNumUpdates } from './state_rules';
 import { isParamArray, type ParamArray } from './parameter_kinds';
 
 export interface EmaStateDict {
@@ -42,7 +43,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
   const s = state as Partial<Record<keyof EmaStateDict, unknown>>;
   const decay = checkUnitInterval(s.decay, 'state.decay');
   const numUpdates = s.numUpdates;
-  if (numUpdates !== null && !isNonNegativeInteger(numUpdates)) {
+  if (numUpdates !== null && !isValidNumUpdates(numUpdates)) {
     throw expectedTypeError('null or a non-negative integer', 'state.numUpdates', numUpdates);
   }
   const shadowParams = checkTensorList(s.shadowParams, 'state.shadowParams', sizes);
@@ -58,6 +59,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
     }
     s.names.forEach((name: unknown, i) => {
       if (name !== null && typeof name !== 'string') throw expectedTypeError('a string or null', `state.names[${i}]`, name);
+      checkParameterName(name, `state.names[${i}]`);
     });
     names = s.names as (string | null)[];
   }

@@ -30,15 +30,19 @@ function assemble(json: string, data: Uint8Array, padding = 0): Uint8Array {
   return out;
 }
 
-/** The property: a clear Error from this library, or the original values exactly. */
-function expectRejectedOrExact(outcome: () => DecodedCheckpoint, base: number): void {
+/**
+ * The property: a clear Error from this library, or the original values exactly. `prefix`: what
+ * comes before the reason (the file reader names the file: "Cannot read '<path>': ").
+ */
+function expectRejectedOrExact(outcome: () => DecodedCheckpoint, base: number, prefix = ''): void {
   let decoded: DecodedCheckpoint;
   try {
     decoded = outcome();
   } catch (error) {
     expect(error).toBeInstanceOf(Error);
     expect(Object.getPrototypeOf(error)).toBe(Error.prototype); // not a stray TypeError/RangeError/SyntaxError
-    expect((error as Error).message).toMatch(/^Invalid (safetensors file|model-ema checkpoint): \S/);
+    expect((error as Error).message.startsWith(prefix)).toBe(true);
+    expect((error as Error).message.slice(prefix.length)).toMatch(/^Invalid (safetensors file|model-ema checkpoint): \S/);
     return;
   }
   expect(decodedEquals(decoded, bases[base])).toBe(true);
@@ -198,7 +202,7 @@ describe('fuzzed checkpoints are rejected with a clear Error or decode to the sa
           expectRejectedOrExact(() => {
             if (failure !== undefined) throw failure;
             return decoded!;
-          }, base);
+          }, base, `Cannot read '${file}': `);
         }),
         { numRuns: 200 },
       );

@@ -1,8 +1,9 @@
 // Atomic, streamed file writing: the target path always holds either its previous content or the
 // complete new content, even if the process is killed or the machine loses power mid-write.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { checkSaveTarget, prefixError, savingPrefix } from './checkpoint_file';
 
 /** Where a producer writes the bytes of the file being built by {@link writeFileAtomic}. */
 export interface AtomicFileSink {
@@ -32,8 +33,27 @@ export async function writeFully(file: FileHandle, bytes: Uint8Array, position: 
  * never collide). A process killed mid-write leaves this file behind; it is never reused.
  */
 export function temporaryPathFor(target: string): string {
-  const dir = path.dirname(target);
-  return path.join(dir, `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const suffix = `.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  return path.join(path.dirname(target), `.${shortenedBase(path.basename(target), NAME_MAX - 1 - suffix.length)}${suffix}`);
+}
+
+// Longest file name (in bytes) on Linux, macOS and Windows file systems alike.
+const NAME_MAX = 255;
+
+// `base` if it fits in `maxBytes` of UTF-8; else as much of it as fits (whole characters) followed by
+// '~' and a hash of the whole name, so that a target whose own name is valid (up to NAME_MAX
+// bytes) never fails with ENAMETOOLONG because of what the temporary name adds.
+function shortenedBase(base: string, maxBytes: number): string {
+  if (Buffer.byteLength(base) <= maxBytes) return base;
+  const tag = `~${createHash('sha256').update(base).digest('hex').slice(0, 8)}`;
+  let kept = '';
+  let bytes = tag.length;
+  for (const character of base) {
+    bytes += Buffer.byteLength(character);
+    if (bytes > maxBytes) break;
+    kept += character;
+  }
+  return kept + tag;
 }
 
 /**
@@ -42,18 +62,26 @@ export function temporaryPathFor(target: string): string {
  * then the folder is fsynced so the rename itself is durable. If `produce` or any step throws, the
  * temporary file is removed, `target` is untouched, and the error is rethrown.
  *
- * Rename replaces a symbolic link at `target` rather than writing through it; the new file gets the
- * default mode (0o666 minus the umask), not the old file's mode.
+ * Before anything is written, `target` must be missing, a regular file, or a symbolic link to one
+ * (or a dangling one), in an existing folder: a directory, device, FIFO or socket is refused, never
+ * replaced. The rename replaces a symbolic link at `target` with the new file rather than writing
+ * through it (the file it pointed to is left as it was; the new file is never written outside the
+ * folder the caller named). The new file gets the default mode (0o666 minus the umask), not the
+ * old file's mode.
+ *
+ * Every error from the file system names `target` ("Cannot save to '<target>': ...") and keeps the
+ * original's `code` and the original as `cause`; errors thrown by `produce` pass through as they are.
  */
 export async function writeFileAtomic(
   target: string,
   produce: (sink: AtomicFileSink) => Promise<void>,
 ): Promise<void> {
+  const folder = path.dirname(path.resolve(target));
+  await checkSaveTarget(target, folder);
   const temporary = temporaryPathFor(path.resolve(target));
   // 'wx': fail rather than write into a file someone else created under our unique name.
   let file: FileHandle | null = await open(temporary, 'wx').catch((error: unknown) => {
-    // Name the file the caller asked for, not our hidden temporary one.
-    throw new Error(`Cannot save to '${target}': ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw prefixError(error, savingPrefix(target));
   });
   try {
     let length = 0;
@@ -77,21 +105,44 @@ export async function writeFileAtomic(
   } catch (error) {
     await file?.close().catch(() => undefined);
     await unlink(temporary).catch(() => undefined);
-    throw error;
+    throw isSystemError(error) ? prefixError(error, savingPrefix(target)) : error;
   }
-  await syncDirectory(path.dirname(path.resolve(target)));
+  await syncDirectory(folder).catch((error: unknown) => {
+    throw prefixError(error, `${savingPrefix(target)}the file was written, but syncing its folder failed: `);
+  });
 }
 
-// Makes a rename durable on POSIX. Some platforms cannot open or fsync a directory (Windows gives
-// EISDIR/EPERM, some file systems EINVAL); there the rename is as durable as the OS makes it.
-async function syncDirectory(dir: string): Promise<void> {
+// An error from the operating system (ENOSPC, EIO, ...), as opposed to one thrown by a producer.
+function isSystemError(error: unknown): boolean {
+  const { code, syscall } = (error ?? {}) as Partial<NodeJS.ErrnoException>;
+  return typeof code === 'string' && typeof syscall === 'string';
+}
+
+/**
+ * Whether a failure to open or fsync a folder means the platform will not do it, rather than that
+ * the data is at risk: permissions (a folder the process may write and search but not read, mode
+ * 0333, cannot be opened; some systems refuse fsync on directories with EPERM/EACCES), or no
+ * support (Windows' EISDIR, EINVAL/ENOTSUP/EOPNOTSUPP/ENOSYS on some file systems). The file itself
+ * was fsynced already; only the durability of the rename is then as good as the OS makes it.
+ */
+export function isDirectorySyncOptional(error: unknown): boolean {
+  const code = (error as Partial<NodeJS.ErrnoException> | null)?.code;
+  return typeof code === 'string' && DIRECTORY_SYNC_OPTIONAL.has(code);
+}
+
+const DIRECTORY_SYNC_OPTIONAL = new Set(['EACCES', 'EPERM', 'EISDIR', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/**
+ * Makes a rename durable on POSIX by fsyncing the folder; best effort where the OS refuses (see
+ * {@link isDirectorySyncOptional}). `openFolder` is replaceable for tests.
+ */
+export async function syncDirectory(dir: string, openFolder: (dir: string) => Promise<FileHandle> = (d) => open(d, 'r')): Promise<void> {
   let handle: FileHandle | undefined;
   try {
-    handle = await open(dir, 'r');
+    handle = await openFolder(dir);
     await handle.sync();
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
+    if (!isDirectorySyncOptional(error)) throw error;
   } finally {
     await handle?.close().catch(() => undefined);
   }

@@ -7,6 +7,7 @@
 import { decodeCheckpoint, checkCheckpointHeader } from './checkpoint_decode';
 import { encodeCheckpoint } from './checkpoint_encode';
 import type { CheckpointSource, DecodedCheckpoint, ExpectedParameters } from './checkpoint_format';
+import { namingPathOnError } from './checkpoint_file';
 import { parseSafetensors, readSafetensorsFile, serializeSafetensors, writeSafetensorsFile } from './safetensors';
 
 export { checkCheckpointHeader, decodeCheckpoint } from './checkpoint_decode';
@@ -34,5 +35,5 @@ export async function saveCheckpoint(path: string, source: CheckpointSource): Pr
 /** Reads, validates and decodes a checkpoint file. */
 export async function loadCheckpoint(path: string, expected: ExpectedParameters): Promise<DecodedCheckpoint> {
   // The header is checked before any tensor data is read: a mismatched file fails fast, however large.
-  return decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected)), expected);
+  return namingPathOnError(path, async () => decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected)), expected));
 }

@@ -9,8 +9,9 @@
 // This file reads and writes whole files and buffers; safetensors_encode.ts lays out and encodes the
 // header, safetensors_decode.ts validates one.
 import { constants as bufferConstants } from 'node:buffer';
-import { open, type FileHandle } from 'node:fs/promises';
+import { type FileHandle } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic_write';
+import { openRegularFile } from './checkpoint_file';
 import { checkedHeaderLength, fail, parseHeader, type SafetensorsHeader, type TensorInfo } from './safetensors_decode';
 import { encodeHeader, isDeferred, layoutTensors, placeholderOf, producedBytes, type DeferredMetadata, type TensorSource } from './safetensors_encode';
 import { describeJsonValue } from './untrusted';
@@ -105,9 +106,8 @@ export async function readSafetensorsFile(
   /** Called with the validated header before any tensor data is read; throw to stop there. */
   checkHeader?: (header: SafetensorsHeader) => void,
 ): Promise<ParsedSafetensors> {
-  const file = await open(path, 'r');
+  const { file, size } = await openRegularFile(path); // refuses FIFOs, devices, directories
   try {
-    const { size } = await file.stat();
     if (size < 8) fail(`the file has ${size} bytes, fewer than the 8-byte header length field`);
     const prefix = await readExactly(file, 8, 0);
     const raw = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);

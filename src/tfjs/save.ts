@@ -1,8 +1,9 @@
 // Shipping the averaged weights as an ordinary TensorFlow.js model, and a file:// equivalent for
 // plain @tensorflow/tfjs (only tfjs-node registers a file:// handler).
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../checkpoint/atomic_write';
+import { readRegularFile } from '../checkpoint/checkpoint_file';
 // Types only (erased from the JavaScript): this entry point is for tfjs users, and the core package's
 // own declarations never mention tfjs.
 import type { io } from '@tensorflow/tfjs';
@@ -108,7 +109,7 @@ export function fileIOHandler(directory: string): FileIOHandler {
       const jsonPath = path.join(folder, MODEL_JSON);
       let json: Record<string, unknown>;
       try {
-        json = JSON.parse(await readFile(jsonPath, 'utf8')) as Record<string, unknown>;
+        json = JSON.parse((await readRegularFile(jsonPath)).toString('utf8')) as Record<string, unknown>;
       } catch (error) {
         throw new Error(`fileIOHandler: cannot read ${jsonPath}: ${(error as Error).message}`, { cause: error });
       }
@@ -125,7 +126,7 @@ export function fileIOHandler(directory: string): FileIOHandler {
           if (typeof file !== 'string' || path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
             throw new Error(`fileIOHandler: ${jsonPath} names a weights file outside its folder: ${JSON.stringify(file)}`);
           }
-          buffers.push(await readFile(path.join(folder, file)));
+          buffers.push(await readRegularFile(path.join(folder, file)));
         }
       }
       const all = Buffer.concat(buffers);
