@@ -71,7 +71,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#decay = checkUnitInterval(value, 'decay');
   }
 
-  /** Updates applied with warm-up on; null when warm-up is off. */
+  /** Updates applied with warm-up on (saturates at 2^53 - 1, see MAX_NUM_UPDATES); null when warm-up is off. */
   get numUpdates(): number | null {
     return this.#numUpdates;
   }
