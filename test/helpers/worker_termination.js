@@ -37,7 +37,7 @@ const steps = {
     ctx.arena.copyFrom(ctx.params); // as the facade fills a new arena
   },
   update(ctx) {
-    ctx.arena.update(ctx.params, 0.9);
+    ctx.arena.update(ctx.params, { decay: 0.9 });
   },
   copyTo(ctx) {
     ctx.arena.copyTo(ctx.params);
@@ -49,7 +49,7 @@ const steps = {
     ctx.backup.copyTo(ctx.params);
   },
   updateAsync(ctx) {
-    return ctx.arena.updateAsync(ctx.params, 0.9);
+    return ctx.arena.updateAsync(ctx.params, { decay: 0.9 });
   },
   // What save() and load() do natively: raw bytes out of every tensor, then back in.
   saveLoad(ctx) {
