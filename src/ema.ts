@@ -19,7 +19,7 @@ import { checkpointSource, expectedParameters, installCheckpoint } from './check
 import { Device, deviceIndex } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import type { StorageDType } from './native';
-import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
+import { checkFilePath, EmaOptions, PerElementOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
 import { Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
@@ -34,6 +34,7 @@ export type { EmaOptions, LoadOptions, ToOptions } from './options';
 
 export class ExponentialMovingAverage implements Disposable {
   #decay: number;
+  readonly #perElement: PerElementOptions;
   #numUpdates: number | null; // null: warm-up off
   #device: Device;
   readonly #arenas: EmaArenas;
@@ -47,7 +48,8 @@ export class ExponentialMovingAverage implements Disposable {
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    const { decay, useNumUpdates, dtype, device } = parseEmaOptions(options);
+    const { decay, useNumUpdates, dtype, device, perElement } = parseEmaOptions(options);
+    this.#perElement = perElement;
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
       const lost = e.kind.lostContents?.(e.value);
@@ -113,7 +115,7 @@ export class ExponentialMovingAverage implements Disposable {
     const { shadows } = this.#idle('update()');
     this.#scopes.refuseUpdate('update()');
     const resolved = this.#resolve(parameters, 'update()');
-    const next = nextUpdate(this.#decay, this.#numUpdates);
+    const next = nextUpdate(this.#decay, this.#numUpdates, this.#perElement);
     updateShadows(shadows, resolved.read(), next.update, false);
     this.#numUpdates = next.numUpdates;
   }
@@ -124,11 +126,14 @@ export class ExponentialMovingAverage implements Disposable {
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>): Promise<void> {
+    // The decay is fixed when the call is made, not when its turn in the queue comes: setting
+    // `decay` between queued calls must not change calls already made.
+    const decay = this.#decay;
     return this.#queue.run(async () => {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
       const resolved = this.#resolve(parameters, 'updateAsync()');
-      const next = nextUpdate(this.#decay, this.#numUpdates);
+      const next = nextUpdate(decay, this.#numUpdates, this.#perElement);
       await updateShadows(shadows, resolved.read(), next.update, true);
       this.#numUpdates = next.numUpdates;
     });

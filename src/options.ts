@@ -3,6 +3,7 @@
 import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedTypeError } from './errors';
+import type { UpdateDescription } from './native';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
@@ -25,8 +26,20 @@ export interface ToOptions {
   dtype?: StorageDType;
 }
 
+/**
+ * The per-element options of every update: the fields of the native UpdateDescription other than
+ * the decay, which the schedule computes per update. A new per-element option is parsed here and
+ * reaches the kernels without touching ema.ts or schedule.ts (nextUpdate spreads it in).
+ */
+export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
+
+/** What parseEmaOptions returns. */
+export interface ParsedEmaOptions extends Required<EmaOptions> {
+  perElement: PerElementOptions;
+}
+
 /** The constructor's options with defaults applied; the device is known to be available. */
-export function parseEmaOptions(options: unknown): Required<EmaOptions> {
+export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
   const o = options as Partial<Record<keyof EmaOptions, unknown>>;
   const decay = checkUnitInterval(o.decay, 'decay');
@@ -35,7 +48,7 @@ export function parseEmaOptions(options: unknown): Required<EmaOptions> {
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
   assertDeviceAvailable(device);
-  return { decay, useNumUpdates, dtype, device };
+  return { decay, useNumUpdates, dtype, device, perElement: {} };
 }
 
 /** to()'s target: each option defaults to where the shadows are now. */

@@ -18,7 +18,11 @@ export function decayFor(decay: number, count: number | null): number {
 }
 
 /** The next update, and the counter once it has been applied. */
-export function nextUpdate(decay: number, numUpdates: number | null): { update: UpdateDescription; numUpdates: number | null } {
+export function nextUpdate(
+  decay: number,
+  numUpdates: number | null,
+  perElement: Omit<UpdateDescription, 'decay'>,
+): { update: UpdateDescription; numUpdates: number | null } {
   const count = nextCount(numUpdates);
-  return { update: { decay: decayFor(decay, count) }, numUpdates: count };
+  return { update: { ...perElement, decay: decayFor(decay, count) }, numUpdates: count };
 }
