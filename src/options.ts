@@ -34,7 +34,7 @@ export interface ToOptions {
 export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
 
 /** What parseEmaOptions returns. */
-export interface ParsedEmaOptions extends Required<EmaOptions> {
+export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'useNumUpdates' | 'dtype' | 'device'>> {
   perElement: PerElementOptions;
 }
 
