@@ -2,8 +2,8 @@
 // backed the raw weights up and copied the shadows in; closing the scope puts the raw weights back.
 
 /**
- * What a scope runs when it closes; supplied by the EMA that opened it. When it throws, the scope
- * stays open (the EMA decides what a retry does).
+ * What a scope runs when it closes; supplied by the EMA that opened it. The scope is closed even
+ * when it throws (it restored what it could and names what it could not).
  */
 export type CloseScope = (scope: AveragedParametersScope) => void;
 
@@ -29,8 +29,8 @@ export class AveragedParametersScope implements Disposable {
   restore(): void {
     const close = this.#close;
     if (close === null) return;
-    close(this);
     this.#close = null;
+    close(this);
   }
 
   [Symbol.dispose](): void {

@@ -86,3 +86,96 @@ describe('withAveragedParameters() with hostile thenables (item 3)', () => {
     ema.update();
   });
 });
+
+describe('overlapping scopes over different parameter lists (item 2)', () => {
+  test.each([
+    ['opening order', [0, 1]],
+    ['reverse order', [1, 0]],
+  ] as const)('registered model then a replica, closed in %s: each gets its own raw weights back', (_, order) => {
+    const { ema, params, raw } = setup();
+    const replica = model(20);
+    const replicaRaw = copyAll(replica);
+    const scopes = [ema.averageParameters(), ema.averageParameters(replica)];
+    expectValues(params, averaged(ema, params), 'model inside');
+    expectValues(replica, averaged(ema, replica), 'replica inside');
+    for (const i of order) scopes[i].restore();
+    expectValues(params, raw, 'the model after both scopes');
+    expectValues(replica, replicaRaw, 'the replica after both scopes');
+    ema.update();
+  });
+
+  test.each([
+    ['opening order', [5, 30]],
+    ['reverse order', [30, 5]],
+  ] as const)('two concurrent withAveragedParameters() over different lists finishing in %s', async (_, delays) => {
+    const { ema, params, raw } = setup();
+    const replica = model(20);
+    const replicaRaw = copyAll(replica);
+    const first = ema.withAveragedParameters(async () => {
+      await sleep(delays[0]);
+      return 'first';
+    });
+    const second = ema.withAveragedParameters(async () => {
+      await sleep(delays[1]);
+      return 'second';
+    }, replica);
+    await expect(Promise.all([first, second])).resolves.toEqual(['first', 'second']);
+    expectValues(params, raw, 'the model after both');
+    expectValues(replica, replicaRaw, 'the replica after both');
+    ema.update();
+  });
+
+  test('a scope over the model between two scopes over a replica still inherits the right backup', () => {
+    const { ema, params, raw } = setup();
+    const replica = model(20);
+    const replicaRaw = copyAll(replica);
+    const a = ema.averageParameters();
+    const b = ema.averageParameters(replica);
+    const c = ema.averageParameters();
+    a.restore(); // c inherits the raw model weights
+    expectValues(params, averaged(ema, params), 'model after closing the outer scope');
+    b.restore();
+    expectValues(replica, replicaRaw, 'replica');
+    c.restore();
+    expectValues(params, raw, 'model');
+    ema.update();
+  });
+
+  test('a scope over a list that shares only some parameters with an open scope is refused', () => {
+    const { ema, params, raw } = setup();
+    const scope = ema.averageParameters();
+    expect(() => ema.averageParameters([params[0], new Float64Array(1025)])).toThrow(/some of the parameters of an open/);
+    scope.restore();
+    expectValues(params, raw, 'after the refused scope');
+    ema.update();
+  });
+});
+
+describe('a scope whose parameters lost their contents still closes (item 4)', () => {
+  test('a detached buffer: the other parameters are restored, the error names it, the EMA stays usable', () => {
+    const { ema, params, raw } = setup();
+    const scope = ema.averageParameters([{ name: 'w', value: params[0] }, { name: 'b', value: params[1] }]);
+    const taken = params[0].buffer as ArrayBuffer;
+    structuredClone(taken, { transfer: [taken] });
+    expect(() => scope.restore()).toThrow(/parameter 0 \("w"\).*detached/s);
+    expect(scope.closed).toBe(true);
+    expectBitsEqual(params[1], raw[1], 'the healthy parameter, restored');
+    scope.restore(); // closed: harmless
+    ema.update([new Float32Array(5), new Float64Array(1025)]);
+    expect(ema.numUpdates).toBe(2);
+  });
+
+  test('the out-of-order case: the scope that inherits the backup closes too', () => {
+    const { ema, params, raw } = setup();
+    const outer = ema.averageParameters();
+    const inner = ema.averageParameters();
+    outer.restore();
+    const taken = params[1].buffer as ArrayBuffer;
+    structuredClone(taken, { transfer: [taken] });
+    expect(() => inner.restore()).toThrow(/parameter 1/);
+    expect(inner.closed).toBe(true);
+    expectBitsEqual(params[0], raw[0], 'tensor 0');
+    ema.update([new Float32Array(5), new Float64Array(1025)]);
+  });
+});
+
