@@ -179,3 +179,37 @@ describe('a scope whose parameters lost their contents still closes (item 4)', (
   });
 });
 
+describe('messages (item 9)', () => {
+  test('a Proxy around a Float32Array is named as a Proxy', () => {
+    const { ema } = setup();
+    const proxy = new Proxy(new Float32Array(5), {});
+    let message = '';
+    try {
+      ema.update([proxy, new Float64Array(1025)]);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/Proxy/);
+    expect(message).toMatch(/proxies are not accepted/);
+    expect(message).not.toMatch(/received a Float32Array/);
+  });
+
+  test('an iterator that disposes the EMA mid-call: the message says the EMA was disposed', () => {
+    for (const call of ['update', 'copyTo', 'store', 'averageParameters'] as const) {
+      const { ema } = setup();
+      function* disposing() {
+        yield new Float32Array(5);
+        ema.dispose();
+        yield new Float64Array(1025);
+      }
+      let message = '';
+      try {
+        (ema[call] as (p: Iterable<Floats>) => unknown)(disposing());
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/ExponentialMovingAverage was disposed during the call/);
+      expect(message).not.toMatch(/ShadowArena/);
+    }
+  });
+});
