@@ -303,7 +303,12 @@ export class ExponentialMovingAverage implements Disposable {
     return arenas;
   }
 
+  // Resolving runs the caller's iterator and getters, which may dispose this EMA.
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
-    return resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    if (this.#arenas.current === null) {
+      throw new Error(`${operation}: this ExponentialMovingAverage was disposed during the call (by the parameters' iterator or getters)`);
+    }
+    return resolved;
   }
 }

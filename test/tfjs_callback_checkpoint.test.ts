@@ -71,6 +71,31 @@ describe('EMA callback with a save() in flight', () => {
   });
 });
 
+describe('errors of a queued update', () => {
+  test('a queued update that fails rejects fit() with its error, not silently', async () => {
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'ema-ckpt-'));
+    try {
+      const [model, other] = compiledPair();
+      const { x, y } = regressionData(32, 4);
+      const ema = new ExponentialMovingAverage(model.trainableWeights, { decay: 0.9 });
+      const failure = new Error('queued update failed');
+      const updateAsync = jest.spyOn(ema, 'updateAsync').mockImplementation(() => Promise.reject(failure));
+      const checkpointer = new Checkpointer(ema, folder);
+      await expect(
+        model.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, callbacks: [createEmaCallback(ema, { tf }), checkpointer] }),
+      ).rejects.toBe(failure);
+      expect(updateAsync).toHaveBeenCalled();
+      await Promise.all(checkpointer.saves);
+      ema.dispose();
+      model.dispose();
+      other.dispose();
+      tf.dispose([x, y]);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a scope over a disposed tfjs variable (item 4)', () => {
   test('closing restores the others, names the disposed variable, and the EMA stays usable', () => {
     const a = tf.variable(tf.tensor1d([1, 2, 3]), true, 'scope_a');
