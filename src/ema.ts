@@ -101,6 +101,16 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#registered.names;
   }
 
+  /** True while an updateAsync(), save() or load() is queued or running: synchronous methods throw. */
+  get busy(): boolean {
+    return this.#queue.busy;
+  }
+
+  /** Resolves (never rejects) once the async work queued so far has settled. */
+  settled(): Promise<void> {
+    return this.#queue.settled();
+  }
+
   get disposed(): boolean {
     return this.#arenas.current === null;
   }
@@ -293,7 +303,12 @@ export class ExponentialMovingAverage implements Disposable {
     return arenas;
   }
 
+  // Resolving runs the caller's iterator and getters, which may dispose this EMA.
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
-    return resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    if (this.#arenas.current === null) {
+      throw new Error(`${operation}: this ExponentialMovingAverage was disposed during the call (by the parameters' iterator or getters)`);
+    }
+    return resolved;
   }
 }

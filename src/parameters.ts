@@ -1,6 +1,7 @@
 // The parameter layer: how an operation turns the registered or explicitly passed parameters into
 // buffers for the kernels. What a parameter can be is up to the registered kinds (parameter_kinds.ts);
 // `{ name, value }` names a value of any kind.
+import { types } from 'node:util';
 import { describe, expectedRangeError, expectedTypeError } from './errors';
 import { checkParameterName } from './state_rules';
 import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './parameter_kinds';
@@ -42,6 +43,13 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   const value = named ? (parameter as NamedParameter<ParameterValue>).value : parameter;
   const kind = kindOf(value);
   if (!kind) {
+    if (types.isProxy(value)) {
+      // A typed array's Proxy looks like the array (same constructor name) but the kernels cannot use it.
+      throw new TypeError(
+        `Expected ${acceptedKinds()} for ${argument} but received a Proxy: typed-array proxies are not accepted ` +
+          '(the kernels read and write the array itself); pass the typed array itself',
+      );
+    }
     if (ArrayBuffer.isView(value)) {
       throw expectedTypeError('a Float32Array or Float64Array (float parameters only)', argument, value);
     }

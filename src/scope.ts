@@ -2,8 +2,8 @@
 // backed the raw weights up and copied the shadows in; closing the scope puts the raw weights back.
 
 /**
- * What a scope runs when it closes; supplied by the EMA that opened it. When it throws, the scope
- * stays open (the EMA decides what a retry does).
+ * What a scope runs when it closes; supplied by the EMA that opened it. The scope is closed even
+ * when it throws (it restored what it could and names what it could not).
  */
 export type CloseScope = (scope: AveragedParametersScope) => void;
 
@@ -29,8 +29,8 @@ export class AveragedParametersScope implements Disposable {
   restore(): void {
     const close = this.#close;
     if (close === null) return;
-    close(this);
     this.#close = null;
+    close(this);
   }
 
   [Symbol.dispose](): void {
@@ -38,25 +38,47 @@ export class AveragedParametersScope implements Disposable {
   }
 }
 
-/** Runs `fn` in a scope and closes it however `fn` ends, returning what `fn` returned. */
+/**
+ * Runs `fn` in a scope and closes it however `fn` ends, returning what `fn` returned. A thenable
+ * result keeps the scope open until it settles; reading its `then` and calling it are guarded (if
+ * either throws, the scope closes and the error comes out), and a `then` that calls back more than
+ * once closes the scope once, on the first call.
+ */
 export function runInScope<R>(scope: AveragedParametersScope, fn: () => R): R {
   let result: R;
+  let then: unknown;
   try {
     result = fn();
+    then = thenOf(result);
   } catch (error) {
     closeAfterFailure(scope, error);
   }
-  if (isPromiseLike(result)) {
-    return result.then(
-      (value) => {
+  if (typeof then !== 'function') {
+    scope.restore();
+    return result;
+  }
+  let settled = false;
+  const first = <A, B>(callback: (a: A) => B) => (a: A): B | undefined => {
+    if (settled) return undefined;
+    settled = true;
+    return callback(a);
+  };
+  try {
+    return then.call(
+      result,
+      first((value: unknown) => {
         scope.restore();
         return value;
-      },
-      (error: unknown) => closeAfterFailure(scope, error),
+      }),
+      first((error: unknown) => closeAfterFailure(scope, error)),
     ) as R;
+  } catch (error) {
+    if (!settled) {
+      settled = true;
+      closeAfterFailure(scope, error);
+    }
+    throw error;
   }
-  scope.restore();
-  return result;
 }
 
 function closeAfterFailure(scope: AveragedParametersScope, error: unknown): never {
@@ -71,9 +93,9 @@ function closeAfterFailure(scope: AveragedParametersScope, error: unknown): neve
   throw error;
 }
 
-function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === 'object' || typeof value === 'function') && value !== null &&
-    typeof (value as PromiseLike<unknown>).then === 'function'
-  );
+// The `then` of a possible thenable, read once (a getter may throw, or answer differently each time).
+function thenOf(value: unknown): unknown {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null
+    ? (value as { then?: unknown }).then
+    : undefined;
 }

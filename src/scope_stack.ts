@@ -1,8 +1,13 @@
 // The scope stack: the averageParameters() scopes an EMA has open, each with its own backup of the
 // raw weights, closed in any order. update() refuses while any is open.
+//
+// Scopes over the same parameters (the same objects, position by position) form a chain: closing
+// one that is not the newest of its chain hands its backup (the raw values) to the next newer scope
+// of the chain. Scopes over other parameters are independent and restore their own. A scope over a
+// list that shares some, but not all, parameters with an open scope is refused when it opens.
 import { backupOf } from './arenas';
 import type { ShadowArena } from './native';
-import { ResolvedParameters } from './parameters';
+import { parameterLabel, type ParameterEntry, ResolvedParameters } from './parameters';
 import { AveragedParametersScope } from './scope';
 
 /** A scope still open, with the raw values it will put back. */
@@ -36,6 +41,7 @@ export class ScopeStack {
    * that writes the backup back. If writing fails midway, what was written is undone.
    */
   open(shadows: ShadowArena, parameters: ResolvedParameters): AveragedParametersScope {
+    this.#refusePartialOverlap(parameters);
     const backup = backupOf(parameters.read(), shadows.dtype, this.#sizes);
     try {
       parameters.write((targets) => shadows.copyTo(targets));
@@ -53,28 +59,87 @@ export class ScopeStack {
     return scope;
   }
 
-  // Closing the innermost scope writes its backup back. Closing another one (async callbacks
-  // overlap and finish in any order) writes nothing: the parameters hold what the scope opened
-  // just after it swapped in, so that scope inherits this backup, the raw values, to restore later.
+  // A scope whose parameters hold what the scope opened just after it on the same parameters
+  // swapped in writes nothing: that scope inherits this backup, the raw values, to restore later.
+  // Otherwise the parameters hold this scope's averaged values and the backup goes back. Either way
+  // the scope is closed when this returns or throws.
   #close(closing: AveragedParametersScope): void {
     const index = this.#open.findIndex((open) => open.scope === closing);
-    if (index === -1) return; // closed already, by a restore that failed midway
-    const open = this.#open[index];
-    if (index < this.#open.length - 1) {
-      const next = this.#open[index + 1];
-      next.backup.dispose(); // it held this scope's averaged values
-      next.backup = open.backup;
-      this.#open.splice(index, 1);
+    if (index === -1) return; // closed already
+    const [open] = this.#open.splice(index, 1);
+    const heir = this.#open.slice(index).find((later) => sameParameters(later.parameters.entries, open.parameters.entries));
+    if (heir !== undefined) {
+      heir.backup.dispose(); // it held this scope's averaged values
+      heir.backup = open.backup;
       return;
     }
-    // Checked before anything changes: if the parameters cannot take the values (a buffer was
-    // detached, a variable disposed), the scope stays open and its backup is kept.
-    const target = new ResolvedParameters([...open.parameters.entries], this.#sizes, "the scope's parameters");
-    this.#open.pop();
     try {
-      target.write((targets) => open.backup.copyTo(targets));
+      restoreBackup(open.parameters.entries, open.backup, this.#sizes);
     } finally {
       open.backup.dispose();
     }
   }
+
+  #refusePartialOverlap(parameters: ResolvedParameters): void {
+    const values = new Set(parameters.entries.map((e) => e.value));
+    for (const open of this.#open) {
+      const shared = open.parameters.entries.some((e) => values.has(e.value));
+      if (shared && !sameParameters(open.parameters.entries, parameters.entries)) {
+        throw new Error(
+          'averageParameters(): the list shares some of the parameters of an open scope but not all, in the same ' +
+            'order; their raw weights could not be told apart. Close that scope first, or pass the same list.',
+        );
+      }
+    }
+  }
+}
+
+function sameParameters(a: readonly ParameterEntry[], b: readonly ParameterEntry[]): boolean {
+  return a.length === b.length && a.every((e, i) => e.value === b[i].value);
+}
+
+// Why `entry` cannot take its backup now (a detached buffer, a disposed variable), or undefined.
+function lostProblem(entry: ParameterEntry, size: number): string | undefined {
+  const unusable = entry.kind.unusable(entry.value);
+  if (unusable !== undefined) return unusable;
+  const numel = entry.kind.numel(entry.value);
+  if (numel === size) return undefined;
+  const lost = numel === 0 ? entry.kind.lostContents?.(entry.value) : undefined;
+  return lost?.refused ?? `has ${numel} elements instead of ${size}`;
+}
+
+/**
+ * Writes `backup` into the parameters: all at once when every one can take it, else one by one,
+ * skipping those that cannot, and then throws an Error naming each parameter not restored.
+ */
+function restoreBackup(entries: readonly ParameterEntry[], backup: ShadowArena, sizes: readonly number[]): void {
+  if (entries.every((e, i) => lostProblem(e, sizes[i]) === undefined)) {
+    try {
+      new ResolvedParameters([...entries], sizes, "the scope's parameters").write((targets) => backup.copyTo(targets));
+      return;
+    } catch {
+      // one by one below, to restore what can be and name what cannot
+    }
+  }
+  const failures: string[] = [];
+  entries.forEach((entry, i) => {
+    const label = parameterLabel(i, entry.name);
+    const problem = lostProblem(entry, sizes[i]);
+    if (problem !== undefined) {
+      failures.push(`${label} ${problem}`);
+      return;
+    }
+    try {
+      const target = entry.kind.writeTarget(entry.value);
+      target.set(backup.read(i));
+      entry.kind.commit(entry.value, target);
+    } catch (error) {
+      failures.push(`${label}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  });
+  if (failures.length === 0) return;
+  throw new Error(
+    `averageParameters() scope: the raw weights of ${failures.length} parameter(s) could not be restored: ` +
+      `${failures.join('; ')}. The scope is closed; the other parameters hold their raw weights again.`,
+  );
 }

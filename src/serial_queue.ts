@@ -10,6 +10,11 @@ export class SerialQueue {
     return this.#inFlight > 0;
   }
 
+  /** Resolves (never rejects) once the work queued so far has settled; later work may still be queued. */
+  settled(): Promise<void> {
+    return this.#tail;
+  }
+
   /**
    * Runs `work` at once when nothing is in flight (so updateAsync() reads the parameters at call
    * time), else after the work queued before it. Settles as `work` does.

@@ -187,15 +187,17 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
     }
 
     // Synchronous update(): fit() awaits every callback before the next batch anyway, so
-    // updateAsync() could not overlap with training; it would only add a thread hop, and leave the
-    // EMA busy (other calls throw) if not awaited. The update is one fused native pass over memory
-    // the cpu backend already holds, far shorter than the training step before it.
+    // updateAsync() could not overlap with training; it would only add a thread hop. But when the
+    // EMA is busy (a save() started elsewhere and not awaited), the update is queued behind it with
+    // updateAsync() and awaited: training waits for the checkpoint instead of failing, the weights
+    // do not move until the queued update has read them, and its errors reject fit() as update()'s would.
     async onBatchEnd(): Promise<void> {
       if (!(#ema in this)) throw wrongCopy('onBatchEnd');
       const step = ++this.#step;
       const { startStep, updateEvery } = this.#settings;
       if (step > startStep && (step - startStep) % updateEvery === 0) {
-        this.#ema.update();
+        if (this.#ema.busy) await this.#ema.updateAsync();
+        else this.#ema.update();
         this.#updates += 1;
       }
     }
@@ -208,8 +210,10 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
       if (model === null || typeof model?.evaluate !== 'function') {
         throw new Error('EmaCallback.onEpochEnd(): no model to evaluate; use the callback in model.fit() or model.fitDataset()');
       }
-      // The averaged weights are in place only while this runs; the raw ones are back before
-      // fit() goes on, even when evaluation throws.
+      // A checkpoint in flight first settles (scopes open only on an idle EMA). The averaged
+      // weights are in place only while this runs; the raw ones are back before fit() goes on,
+      // even when evaluation throws.
+      while (this.#ema.busy) await this.#ema.settled();
       const outputs = await this.#ema.withAveragedParameters(() => evaluate(model, settings));
       const values = await valuesOf(outputs);
       if (logs === undefined || logs === null) return;
