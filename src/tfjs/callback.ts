@@ -158,6 +158,7 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
     readonly #settings: Settings;
     #step = 0;
     #updates = 0;
+    #samples: number | undefined = 0; // since the last update; undefined when a batch had no size
 
     constructor(ema: ExponentialMovingAverage, settings: Settings) {
       super();
@@ -190,12 +191,19 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
     // updateAsync() could not overlap with training; it would only add a thread hop, and leave the
     // EMA busy (other calls throw) if not awaited. The update is one fused native pass over memory
     // the cpu backend already holds, far shorter than the training step before it.
-    async onBatchEnd(): Promise<void> {
+    // Each update's progress: the batches since the last update (updateEvery) as steps, and the
+    // sum of their sizes (tfjs's batch logs `size`) as samples, so the schedule follows training.
+    async onBatchEnd(_batch?: number, logs?: object): Promise<void> {
       if (!(#ema in this)) throw wrongCopy('onBatchEnd');
       const step = ++this.#step;
       const { startStep, updateEvery } = this.#settings;
-      if (step > startStep && (step - startStep) % updateEvery === 0) {
-        this.#ema.update();
+      if (step <= startStep) return;
+      const size = (logs as { size?: unknown } | undefined)?.size;
+      this.#samples = typeof size === 'number' && this.#samples !== undefined ? this.#samples + size : undefined;
+      if ((step - startStep) % updateEvery === 0) {
+        const samples = this.#samples;
+        this.#samples = 0;
+        this.#ema.update(undefined, samples === undefined ? { steps: updateEvery } : { steps: updateEvery, samples });
         this.#updates += 1;
       }
     }
