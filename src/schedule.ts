@@ -105,9 +105,10 @@ export function decayOf(schedule: ParsedSchedule, decay: number, before: Counter
 export function advance(schedule: ParsedSchedule, before: Counters, progress: UpdateProgress): Counters {
   return {
     numUpdates: schedule.kind === 'torch_ema' ? Math.min((before.numUpdates ?? 0) + progress.steps, MAX_NUM_UPDATES) : null,
-    step: before.step + progress.steps,
-    samples: before.samples + (progress.samples ?? 0),
-    seconds: before.seconds + progress.seconds,
+    // Saturating, as numUpdates does, so every state stays savable (integers up to 2^53 - 1, finite numbers).
+    step: Math.min(before.step + progress.steps, MAX_NUM_UPDATES),
+    samples: Math.min(before.samples + (progress.samples ?? 0), Number.MAX_VALUE),
+    seconds: Math.min(before.seconds + progress.seconds, Number.MAX_VALUE),
   };
 }
 

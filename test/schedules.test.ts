@@ -190,3 +190,13 @@ describe('schedule and useNumUpdates', () => {
     });
   });
 });
+
+test('the counters saturate, so every state stays savable', () => {
+  const ema = new ExponentialMovingAverage([new Float32Array(1)], { decay: 0.9, schedule: 'constant' });
+  ema.update(undefined, { steps: Number.MAX_SAFE_INTEGER, samples: Number.MAX_VALUE, seconds: Number.MAX_VALUE });
+  ema.update(undefined, { steps: 5, samples: Number.MAX_VALUE, seconds: Number.MAX_VALUE });
+  expect([ema.step, ema.samples, ema.seconds]).toEqual([Number.MAX_SAFE_INTEGER, Number.MAX_VALUE, Number.MAX_VALUE]);
+  const other = new ExponentialMovingAverage([new Float32Array(1)], { decay: 0.9 });
+  other.deserialize(ema.serialize());
+  expect([other.step, other.samples, other.seconds]).toEqual([Number.MAX_SAFE_INTEGER, Number.MAX_VALUE, Number.MAX_VALUE]);
+});
