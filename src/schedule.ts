@@ -59,6 +59,12 @@ function torchEmaProduct(a: number, b: number): number {
   return product;
 }
 
+// H(n) - H(m), harmonic numbers, for n > m >= 100000 (asymptotic series; error far below 1e-20).
+function harmonicDifference(m: number, n: number): number {
+  const tail = (x: number): number => 1 / (2 * x) - 1 / (12 * x * x) + 1 / (120 * x ** 4);
+  return Math.log1p((n - m) / m) + tail(n) - tail(m);
+}
+
 /** The decay of an update covering `progress`, given the counters before it. */
 export function decayOf(schedule: ParsedSchedule, decay: number, before: Counters, progress: UpdateProgress): number {
   const k = progress.steps;
@@ -90,8 +96,15 @@ export function decayOf(schedule: ParsedSchedule, decay: number, before: Counter
       if (unit === 'steps') {
         const f = (t: number): number => 0.5 ** (1 / h(t));
         const ramped = rampUp === null ? 0 : Math.ceil(halfLife / rampUp); // from here on h(t) = halfLife
-        const closed = (a: number, b: number): number =>
-          loopProduct(f)(a, Math.min(b, ramped)) * 0.5 ** (Math.max(0, b - Math.max(a, ramped + 1) + 1) / halfLife);
+        // prod 0.5^(1 / h(t)) = 0.5^(sum 1 / h(t)): 1 / (rampUp * t) while ramping up, then 1 / halfLife.
+        const closed = (a: number, b: number): number => {
+          const end = Math.min(b, ramped - 1);
+          const direct = Math.min(end, a + 100_000);
+          let sum = 0;
+          for (let t = a; t <= direct; t++) sum += 1 / (rampUp! * t);
+          if (end > direct) sum += harmonicDifference(direct, end) / rampUp!;
+          return 0.5 ** (sum + Math.max(0, b - Math.max(a, ramped) + 1) / halfLife);
+        };
         return boundedProduct(s0 + 1, s0 + k, decay, f, closed);
       }
       const dt = unit === 'samples' ? progress.samples! : progress.seconds;

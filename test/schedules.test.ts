@@ -200,3 +200,32 @@ test('the counters saturate, so every state stays savable', () => {
   other.deserialize(ema.serialize());
   expect([other.step, other.samples, other.seconds]).toEqual([Number.MAX_SAFE_INTEGER, Number.MAX_VALUE, Number.MAX_VALUE]);
 });
+
+test('updateAsync: the progress, schedule position and decay of each call are fixed when it is called; counters advance in call order', async () => {
+  const p = new Float64Array([1]);
+  const ema = new ExponentialMovingAverage([p], { decay: 0.5, schedule: 'constant', dtype: 'float64' });
+  const first = ema.updateAsync(undefined, { steps: 2, samples: 8, seconds: 1 });
+  ema.decay = 0.25; // the queued second call uses 0.25, the first keeps 0.5
+  p[0] = 3; // read by the queued call when its turn comes
+  const second = ema.updateAsync(undefined, { steps: 3, samples: 4, seconds: 2 });
+  await Promise.all([first, second]);
+  expect([ema.step, ema.samples, ema.seconds]).toEqual([5, 12, 3]);
+  // shadow 1 with p = 1 stays 1; then d = 0.25^3 toward 3.
+  expect(ema.stateDict().shadowParams[0][0]).toBeCloseTo(3 - 0.25 ** 3 * 2, 12);
+});
+
+test('half-life in steps with rampUp: a huge update covering a long ramp is fast and equals its parts', () => {
+  const schedule = { kind: 'half-life', halfLife: 1e9, unit: 'steps', rampUp: 1 } as const;
+  const whole = new ExponentialMovingAverage([new Float64Array([0])], { decay: 1, schedule, dtype: 'float64' });
+  const parts = new ExponentialMovingAverage([new Float64Array([0])], { decay: 1, schedule, dtype: 'float64' });
+  const one = new Float64Array([1]);
+  const started = Date.now();
+  whole.update([one], { steps: 2e9 });
+  parts.update([one], { steps: 5e8 });
+  parts.update([one], { steps: 1.5e9 });
+  expect(Date.now() - started).toBeLessThan(1000);
+  // From t = 1 the first step has h = 1: d = 0.5; the rest telescopes to 0.5^(H(1e9) - 1 + 1).
+  const expected = 0.5 ** (Math.log(1e9) + 0.5772156649015329 + 1); // 0.5^(H(1e9)) * 0.5^(1e9 / 1e9)
+  expect(1 - whole.stateDict().shadowParams[0][0]).toBeCloseTo(expected, 8);
+  expect(parts.stateDict().shadowParams[0][0]).toBeCloseTo(whole.stateDict().shadowParams[0][0], 10);
+});
