@@ -3,11 +3,11 @@
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
 import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { parseLoadOptions } from './options';
+import { checkScheduleState, type ScheduleState } from './schedule_state';
 
 /** The EMA's scalars and parameter list, as a checkpoint holds them. */
-export interface CheckpointScalars {
+export interface CheckpointScalars extends ScheduleState {
   decay: number;
-  numUpdates: number | null;
   names: (string | null)[];
   sizes: readonly number[];
 }
@@ -15,13 +15,19 @@ export interface CheckpointScalars {
 export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CheckpointSource {
   return {
     decay: scalars.decay,
-    numUpdates: scalars.numUpdates,
+    numUpdates: scalars.counters.numUpdates,
+    progress: { schedule: scalars.schedule, step: scalars.counters.step, samples: scalars.counters.samples, seconds: scalars.counters.seconds },
     dtype: shadows.dtype,
     names: scalars.names,
     sizes: scalars.sizes,
     shadowBytes: (i) => shadows.readBytes(i),
     collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
   };
+}
+
+/** A decoded checkpoint's schedule and counters; a file from before schedules means 'torch_ema' or 'constant' by its numUpdates. */
+export function checkpointScheduleState(decoded: DecodedCheckpoint): ScheduleState {
+  return checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
 }
 
 /** What a checkpoint must match to load into this EMA, with load()'s options checked. */

@@ -15,7 +15,7 @@ import {
   type DecodedCheckpoint,
   type ExpectedParameters,
 } from './checkpoint/ema_checkpoint';
-import { checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
+import { checkpointScheduleState, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import type { StorageDType } from './native';
@@ -24,18 +24,23 @@ import { Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
-import { decayFor, nextCount, nextUpdate } from './schedule';
+import { initialCounters, nextOneStepDecay, nextUpdate, ProgressClock, type Counters, type UpdateProgress } from './schedule';
+import type { ParsedSchedule, Progress } from './schedule_options';
+import type { ScheduleState } from './schedule_state';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
+export type { Progress, Schedule } from './schedule_options';
 
 export class ExponentialMovingAverage implements Disposable {
   #decay: number;
   readonly #perElement: PerElementOptions;
-  #numUpdates: number | null; // null: warm-up off
+  #schedule: ParsedSchedule;
+  #counters: Counters; // numUpdates null: warm-up off
+  readonly #clock = new ProgressClock();
   #device: Device;
   readonly #arenas: EmaArenas;
   readonly #sizes: readonly number[];
@@ -48,7 +53,7 @@ export class ExponentialMovingAverage implements Disposable {
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    const { decay, useNumUpdates, dtype, device, perElement } = parseEmaOptions(options);
+    const { decay, schedule, dtype, device, perElement } = parseEmaOptions(options);
     this.#perElement = perElement;
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
@@ -57,7 +62,8 @@ export class ExponentialMovingAverage implements Disposable {
     });
     this.#decay = decay;
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
-    this.#numUpdates = useNumUpdates ? 0 : null;
+    this.#schedule = schedule;
+    this.#counters = initialCounters(schedule);
     const values = entries.map((e) => e.kind.read(e.value));
     this.#arenas = new EmaArenas(newArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values)));
     this.#device = device;
@@ -75,7 +81,23 @@ export class ExponentialMovingAverage implements Disposable {
 
   /** Updates applied with warm-up on (saturates at 2^53 - 1, see MAX_NUM_UPDATES); null when warm-up is off. */
   get numUpdates(): number | null {
-    return this.#numUpdates;
+    return this.#counters.numUpdates;
+  }
+
+  /** The decay schedule, defaults applied (sigmaRel given as its gamma). */
+  get schedule(): ParsedSchedule {
+    return { ...this.#schedule };
+  }
+
+  /** Training so far: each update adds its progress.steps (default 1), .samples, and .seconds (default: the time since the last update). */
+  get step(): number {
+    return this.#counters.step;
+  }
+  get samples(): number {
+    return this.#counters.samples;
+  }
+  get seconds(): number {
+    return this.#counters.seconds;
   }
 
   get dtype(): StorageDType {
@@ -115,19 +137,23 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#arenas.current === null;
   }
 
-  /** The decay the next update will use (after warm-up). */
+  /** The decay the next one-step update will use (after warm-up). */
   get currentDecay(): number {
-    return decayFor(this.#decay, nextCount(this.#numUpdates));
+    return nextOneStepDecay(this.#schedule, this.#decay, this.#counters);
   }
 
-  /** s = s - (1 - d) * (s - p) for every shadow, in one native pass. */
-  update(parameters?: Iterable<Parameter>): void {
+  /**
+   * s = s - (1 - d) * (s - p) for every shadow, in one native pass. `progress` is the training since
+   * the last update, `{ steps = 1, samples?, seconds? }`; d is the product of its steps' decays.
+   */
+  update(parameters?: Iterable<Parameter>, progress?: Progress): void {
     const { shadows } = this.#idle('update()');
     this.#scopes.refuseUpdate('update()');
     const resolved = this.#resolve(parameters, 'update()');
-    const next = nextUpdate(this.#decay, this.#numUpdates, this.#perElement);
+    const fixed = this.#clock.fix(this.#schedule, progress, 'update()');
+    const next = nextUpdate(this.#schedule, this.#decay, this.#counters, fixed, this.#perElement);
     updateShadows(shadows, resolved.read(), next.update, false);
-    this.#numUpdates = next.numUpdates;
+    this.#counters = next.counters;
   }
 
   /**
@@ -135,17 +161,25 @@ export class ExponentialMovingAverage implements Disposable {
    * other updateAsync() is in flight; queued calls read them when their turn comes. Calls on one
    * EMA run in call order; other methods throw until the returned promise settles.
    */
-  updateAsync(parameters?: Iterable<Parameter>): Promise<void> {
-    // The decay is fixed when the call is made, not when its turn in the queue comes: setting
-    // `decay` between queued calls must not change calls already made.
+  updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
+    // The decay, schedule and progress are fixed when the call is made, not when its turn in the
+    // queue comes: setting `decay` between queued calls must not change calls already made. The
+    // counters advance in call order.
     const decay = this.#decay;
+    const schedule = this.#schedule;
+    let fixed: UpdateProgress;
+    try {
+      fixed = this.#clock.fix(this.#schedule, progress, 'updateAsync()');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return this.#queue.run(async () => {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
       const resolved = this.#resolve(parameters, 'updateAsync()');
-      const next = nextUpdate(decay, this.#numUpdates, this.#perElement);
+      const next = nextUpdate(schedule, decay, this.#counters, fixed, this.#perElement);
       await updateShadows(shadows, resolved.read(), next.update, true);
-      this.#numUpdates = next.numUpdates;
+      this.#counters = next.counters;
     });
   }
 
@@ -202,7 +236,7 @@ export class ExponentialMovingAverage implements Disposable {
   /** The state as plain data the caller owns (copies, never views of native memory). */
   stateDict(): EmaStateDict {
     const arenas = this.#idle('stateDict()');
-    return stateDictOf({ decay: this.#decay, numUpdates: this.#numUpdates, names: this.#registered.names }, arenas, this.#sizes);
+    return stateDictOf({ decay: this.#decay, names: this.#registered.names, schedule: this.#schedule, counters: this.#counters }, arenas, this.#sizes);
   }
 
   /**
@@ -214,7 +248,7 @@ export class ExponentialMovingAverage implements Disposable {
     const valid = validateStateDict(state, this.#sizes);
     installStateDict(this.#arenas, valid, this.#sizes);
     this.#decay = valid.decay;
-    this.#numUpdates = valid.numUpdates;
+    this.#setScheduleState(valid);
   }
 
   /**
@@ -277,14 +311,22 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   #checkpointSource(arenas: CurrentArenas): CheckpointSource {
-    return checkpointSource({ decay: this.#decay, numUpdates: this.#numUpdates, names: this.#registered.names, sizes: this.#sizes }, arenas);
+    const scalars = { decay: this.#decay, schedule: this.#schedule, counters: this.#counters, names: this.#registered.names, sizes: this.#sizes };
+    return checkpointSource(scalars, arenas);
   }
 
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
     this.#open(operation);
+    const state = checkpointScheduleState(decoded);
     installCheckpoint(this.#arenas, decoded, this.#sizes);
     this.#decay = decoded.decay;
-    this.#numUpdates = decoded.numUpdates;
+    this.#setScheduleState(state);
+  }
+
+  #setScheduleState({ schedule, counters }: ScheduleState): void {
+    this.#schedule = schedule;
+    this.#counters = counters;
+    this.#clock.restart();
   }
 
   #open(operation: string): CurrentArenas {

@@ -4,12 +4,15 @@ import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import type { UpdateDescription } from './native';
+import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
   decay: number;
-  /** Warm up with min(decay, (1 + n) / (10 + n)) over the first updates. Default true. */
+  /** Warm up with min(decay, (1 + n) / (10 + n)) over the first updates. Default true. With a schedule: omit it, or make it agree. */
   useNumUpdates?: boolean;
+  /** The decay schedule; `decay` is its upper bound. Default 'torch_ema' ('constant' with useNumUpdates false). */
+  schedule?: Schedule;
   /** Storage of the shadows. Default 'float32'. Arithmetic is float32 or wider regardless. */
   dtype?: StorageDType;
   /** Where the shadows live. Default 'cpu'. */
@@ -34,7 +37,8 @@ export interface ToOptions {
 export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
 
 /** What parseEmaOptions returns. */
-export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'useNumUpdates' | 'dtype' | 'device'>> {
+export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'dtype' | 'device'>> {
+  schedule: ParsedSchedule;
   perElement: PerElementOptions;
 }
 
@@ -43,12 +47,11 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
   const o = options as Partial<Record<keyof EmaOptions, unknown>>;
   const decay = checkUnitInterval(o.decay, 'decay');
-  const useNumUpdates = o.useNumUpdates ?? true;
-  if (typeof useNumUpdates !== 'boolean') throw expectedTypeError('a boolean', 'useNumUpdates', useNumUpdates);
+  const schedule = scheduleFromOptions(o.schedule, o.useNumUpdates);
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
   assertDeviceAvailable(device);
-  return { decay, useNumUpdates, dtype, device, perElement: {} };
+  return { decay, schedule, dtype, device, perElement: {} };
 }
 
 /** to()'s target: each option defaults to where the shadows are now. */

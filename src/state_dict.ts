@@ -4,6 +4,8 @@
 import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedRangeError, expectedTypeError } from './errors';
+import type { ParsedSchedule, Schedule } from './schedule_options';
+import { checkScheduleState, type ScheduleState } from './schedule_state';
 import { checkParameterName, isValidNumUpdates } from './state_rules';
 import { isParamArray, type ParamArray } from './parameter_kinds';
 
@@ -19,7 +21,16 @@ export interface EmaStateDict {
   names: (string | null)[];
   /** The storage dtype the shadows were in. Informational: loading converts to the EMA's dtype. */
   dtype: StorageDType;
+  /** The decay schedule (defaults applied). Absent in a state from before schedules: 'torch_ema' or 'constant' by numUpdates. */
+  schedule?: ParsedSchedule | Schedule;
+  /** Steps, samples and seconds of training so far (absent: numUpdates ?? 0, 0, 0). */
+  step?: number;
+  samples?: number;
+  seconds?: number;
 }
+
+/** A checked state dict: every field present, the schedule and counters normalised. */
+export type ValidStateDict = Omit<EmaStateDict, 'schedule' | 'step' | 'samples' | 'seconds'> & ScheduleState;
 
 function checkTensorList(value: unknown, field: string, sizes: readonly number[]): ParamArray[] {
   if (!Array.isArray(value)) throw expectedTypeError('an array of Float32Array or Float64Array', field, value);
@@ -38,7 +49,7 @@ function checkTensorList(value: unknown, field: string, sizes: readonly number[]
 }
 
 /** Checks every field of a state dict against an EMA with these tensor sizes. */
-export function validateStateDict(state: unknown, sizes: readonly number[]): EmaStateDict {
+export function validateStateDict(state: unknown, sizes: readonly number[]): ValidStateDict {
   if (typeof state !== 'object' || state === null) throw expectedTypeError('a state dict object', 'state', state);
   const s = state as Partial<Record<keyof EmaStateDict, unknown>>;
   const decay = checkUnitInterval(s.decay, 'state.decay');
@@ -46,6 +57,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
   if (numUpdates !== null && !isValidNumUpdates(numUpdates)) {
     throw expectedTypeError('null or a non-negative integer', 'state.numUpdates', numUpdates);
   }
+  const { schedule, counters } = checkScheduleState(s.schedule, numUpdates, s, 'state');
   const shadowParams = checkTensorList(s.shadowParams, 'state.shadowParams', sizes);
   const collectedParams =
     s.collectedParams === null || s.collectedParams === undefined
@@ -63,27 +75,31 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Ema
     });
     names = s.names as (string | null)[];
   }
-  return { decay, numUpdates, shadowParams, collectedParams, names, dtype };
+  return { decay, numUpdates, shadowParams, collectedParams, names, dtype, schedule, counters };
 }
 
 /** The state as copies the caller owns (never views of native memory). */
 export function stateDictOf(
-  scalars: Pick<EmaStateDict, 'decay' | 'numUpdates' | 'names'>,
+  scalars: Pick<EmaStateDict, 'decay' | 'names'> & ScheduleState,
   { shadows, backup }: CurrentArenas,
   sizes: readonly number[],
 ): EmaStateDict {
   return {
     decay: scalars.decay,
-    numUpdates: scalars.numUpdates,
+    numUpdates: scalars.counters.numUpdates,
     shadowParams: sizes.map((_, i) => shadows.read(i)),
     collectedParams: backup === null ? null : sizes.map((_, i) => backup.read(i)),
     names: scalars.names,
     dtype: shadows.dtype,
+    schedule: { ...scalars.schedule },
+    step: scalars.counters.step,
+    samples: scalars.counters.samples,
+    seconds: scalars.counters.seconds,
   };
 }
 
 /** Writes a validated state's tensors into the arenas: shadows converted in place, a new backup (or none). */
-export function installStateDict(arenas: EmaArenas, valid: EmaStateDict, sizes: readonly number[]): void {
+export function installStateDict(arenas: EmaArenas, valid: ValidStateDict, sizes: readonly number[]): void {
   arenas.replace(({ shadows }, track) => {
     const backup = valid.collectedParams && track(backupOf(valid.collectedParams, shadows.dtype, sizes, shadows.device));
     shadows.copyFrom(valid.shadowParams);

@@ -257,7 +257,7 @@ describe('model-ema checkpoint mapping', () => {
   test('metadata holds the documented string fields', () => {
     const { metadata } = parseSafetensors(serializeCheckpoint(sourceOf(mixedState())));
     expect(metadata.format).toBe('model-ema');
-    expect(metadata.format_version).toBe('1');
+    expect(metadata.format_version).toBe('2');
     expect(metadata.decay).toBe('0.9999');
     expect(metadata.num_updates).toBe('42');
     expect(metadata.dtype).toBe('float32');
@@ -286,6 +286,7 @@ describe('model-ema checkpoint mapping', () => {
   // Recomputes metadata_sha256 as documented in ema_checkpoint.ts (so a reader in another language can).
   function resign(m: Record<string, string>): void {
     const fields = [m.format, m.format_version, m.decay, m.num_updates, m.dtype, m.collected_dtype, m.names];
+    if (m.format_version !== '1') fields.push(m.schedule, m.step, m.samples, m.seconds);
     m.metadata_sha256 = createHash('sha256').update(JSON.stringify(fields)).digest('hex');
   }
   const decode = (file: Uint8Array, expected = expectedOf(mixedState())) => () => deserializeCheckpoint(file, expected);
@@ -301,7 +302,10 @@ describe('model-ema checkpoint mapping', () => {
   test('rejects unknown formats, versions, dtypes and edited metadata', () => {
     expect(decode(edited((m) => { m.format = 'other'; }))).toThrow(/metadata format is "other"/);
     expect(decode(edited((m) => { delete m.format_version; }))).toThrow(/metadata has no format_version/);
-    expect(decode(edited((m) => { m.format_version = '2'; }))).toThrow(/format_version is "2"/);
+    expect(decode(edited((m) => { m.format_version = '3'; }))).toThrow(/format_version is "3"/);
+    expect(decode(edited((m) => { m.step = '-1'; resign(m); }))).toThrow(/metadata step is "-1"/);
+    expect(decode(edited((m) => { m.schedule = '{'; resign(m); }))).toThrow(/metadata schedule is not valid JSON/);
+    expect(decode(edited((m) => { m.schedule = '{"kind":"half-life"}'; }))).toThrow(/metadata_sha256 does not match/);
     expect(decode(edited((m) => { m.dtype = 'int8'; }))).toThrow(/metadata dtype is "int8"/);
     expect(decode(edited((m) => { m.collected_dtype = 'float16'; }))).toThrow(/collected_dtype is "float16"/);
     expect(decode(edited((m) => { m.decay = '0.999'; }))).toThrow(/metadata_sha256 does not match/);
@@ -314,6 +318,17 @@ describe('model-ema checkpoint mapping', () => {
   test('rejects other parameter names, naming index and both names', () => {
     const expected = { ...expectedOf(mixedState()), names: ['layer/w', null, 'b', 'c', '1'] };
     expect(decode(serializeCheckpoint(sourceOf(mixedState())), expected)).toThrow(/parameter 3 is named "b" in the checkpoint but "c" in this EMA/);
+  });
+
+  test('a version 1 file (before schedules: no schedule, step, samples, seconds) still decodes, with progress null', () => {
+    const v1 = edited((m) => {
+      for (const key of ['schedule', 'step', 'samples', 'seconds']) delete m[key];
+      m.format_version = '1';
+      resign(m);
+    });
+    const decoded = decode(v1)();
+    expect(decoded.progress).toBeNull();
+    expect(decoded.numUpdates).toBe(42);
   });
 
   test('rejects missing and extra tensors', () => {

@@ -4,13 +4,14 @@
 import { isStorageDType, listOfDTypes, SAFETENSORS_BYTES, SAFETENSORS_CODE, type SafetensorsDType, type StorageDType } from '../dtypes';
 import {
   CHECKPOINT_FORMAT,
-  CHECKPOINT_FORMAT_VERSION,
   COLLECTED_PREFIX,
-  DIGESTED_METADATA_KEYS,
+  digestedKeys,
   metadataDigest,
+  READABLE_FORMAT_VERSIONS,
   parameterKeys,
   sha256,
   SHADOW_PREFIX,
+  type CheckpointProgress,
   type CollectedDType,
   type DecodedCheckpoint,
   type DigestedMetadataKey,
@@ -25,6 +26,7 @@ import { describeJsonValue } from './untrusted';
 interface CheckpointHeader {
   decay: number;
   numUpdates: number | null;
+  progress: CheckpointProgress | null;
   dtype: StorageDType;
   collectedDType: CollectedDType | null;
   shadowNames: string[];
@@ -50,8 +52,8 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
   const format = field('format');
   if (format !== CHECKPOINT_FORMAT) fail(`metadata format is ${describeJsonValue(format)}, expected "${CHECKPOINT_FORMAT}" (not a model-ema checkpoint)`);
   const version = field('format_version');
-  if (version !== CHECKPOINT_FORMAT_VERSION) {
-    fail(`metadata format_version is ${describeJsonValue(version)}; this version of model-ema reads "${CHECKPOINT_FORMAT_VERSION}"`);
+  if (!(READABLE_FORMAT_VERSIONS as readonly string[]).includes(version)) {
+    fail(`metadata format_version is ${describeJsonValue(version)}; this version of model-ema reads ${READABLE_FORMAT_VERSIONS.map((v) => `"${v}"`).join(' and ')}`);
   }
   const decay = parseDecay(field('decay'));
   const numUpdates = parseNumUpdates(field('num_updates'));
@@ -63,8 +65,12 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
   }
   const collectedDType = collectedField === 'none' ? null : collectedField;
   const fileNames = checkNames(field('names'), expected.names, expected.matchNames !== false);
-  const digested = Object.fromEntries(DIGESTED_METADATA_KEYS.map((key) => [key, field(key)])) as Record<DigestedMetadataKey, string>;
-  if (field('metadata_sha256') !== metadataDigest(digested)) {
+  const progress: CheckpointProgress | null =
+    version === '1'
+      ? null
+      : { schedule: parseJson(field('schedule'), 'schedule'), step: parseAmount(field('step'), 'step'), samples: parseAmount(field('samples'), 'samples'), seconds: parseAmount(field('seconds'), 'seconds') };
+  const digested = Object.fromEntries(digestedKeys(version).map((key) => [key, field(key)])) as Partial<Record<DigestedMetadataKey, string>>;
+  if (field('metadata_sha256') !== metadataDigest(digested, version)) {
     fail('metadata_sha256 does not match the metadata (the metadata was modified or corrupted)');
   }
 
@@ -94,7 +100,7 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
   checkGroup(shadowNames, SAFETENSORS_CODE[dtype], `dtype ${dtype}`);
   if (collectedNames) checkGroup(collectedNames, SAFETENSORS_CODE[collectedDType!], `collected_dtype ${collectedDType}`);
   const digests = parseChecksums(field('checksums'), wanted);
-  return { decay, numUpdates, dtype, collectedDType, shadowNames, collectedNames, digests };
+  return { decay, numUpdates, progress, dtype, collectedDType, shadowNames, collectedNames, digests };
 }
 
 /**
@@ -116,6 +122,7 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
   return {
     decay: header.decay,
     numUpdates: header.numUpdates,
+    progress: header.progress,
     dtype: header.dtype,
     shadow: bytesOf(header.shadowNames),
     collected: header.collectedNames && bytesOf(header.collectedNames),
@@ -133,6 +140,12 @@ const DECIMAL = /^(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 function parseDecay(text: string): number {
   const value = DECIMAL.test(text) ? Number(text) : NaN;
   if (!(value >= 0 && value <= 1)) fail(`metadata decay is ${describeJsonValue(text)}, expected a decimal number in [0, 1]`);
+  return value;
+}
+
+function parseAmount(text: string, field: string): number {
+  const value = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!(value >= 0 && value < Infinity)) fail(`metadata ${field} is ${describeJsonValue(text)}, expected a non-negative decimal number`);
   return value;
 }
 

@@ -22,13 +22,17 @@ import { describeJsonValue } from './untrusted';
  * filled in once every tensor was written). Pass both to writeSafetensorsFile or serializeSafetensors.
  */
 export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSource[]; metadata: DeferredMetadata } {
-  const { decay, numUpdates, dtype, names, sizes, shapes, collected } = source;
+  const { decay, numUpdates, progress, dtype, names, sizes, shapes, collected } = source;
   const cannot = (what: string): never => {
     throw new Error(`Cannot write model-ema checkpoint: ${what}`);
   };
   if (typeof decay !== 'number' || !(decay >= 0 && decay <= 1)) cannot(`decay must be a number in [0, 1], received ${describeJsonValue(decay)}`);
   if (numUpdates !== null && !(Number.isSafeInteger(numUpdates) && numUpdates >= 0)) {
     cannot(`numUpdates must be null or a non-negative integer, received ${describeJsonValue(numUpdates)}`);
+  }
+  if (typeof progress !== 'object' || progress === null) cannot('progress must be { schedule, step, samples, seconds }');
+  for (const key of ['step', 'samples', 'seconds'] as const) {
+    if (!(progress[key] >= 0 && progress[key] < Infinity)) cannot(`${key} must be a non-negative finite number, received ${describeJsonValue(progress[key])}`);
   }
   if (!isStorageDType(dtype)) cannot(`unknown dtype ${describeJsonValue(dtype)}`);
   if (!Array.isArray(names) || !names.every((n) => n === null || typeof n === 'string')) cannot('names must be an array of strings or null');
@@ -73,6 +77,10 @@ export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSou
     dtype,
     collected_dtype: collected === null ? 'none' : collected.dtype,
     names: JSON.stringify(names),
+    schedule: JSON.stringify(progress.schedule),
+    step: String(progress.step),
+    samples: String(progress.samples),
+    seconds: String(progress.seconds),
   };
   const fixed: Omit<Record<MetadataKey, string>, 'checksums'> = { ...values, metadata_sha256: metadataDigest(values) };
   // Every key, in the order of METADATA_KEYS whatever the order above.

@@ -5,8 +5,9 @@
 // Tensors: `shadow.<key>` for each parameter (storage dtype), then `collected.<key>` for each
 // parameter when a store() backup exists (float32 or float64). `<key>` is given by parameterKeys().
 // Metadata (all strings), in METADATA_KEYS order:
-//   format "model-ema", format_version "1", decay (String(number), exact), num_updates ("null" or an
+//   format "model-ema", format_version "2", decay (String(number), exact), num_updates ("null" or an
 //   integer), dtype, collected_dtype ("none" | "float32" | "float64"), names (JSON array of string|null),
+//   schedule (JSON: the decay schedule, defaults applied), step, samples, seconds (String(number)),
 //   metadata_sha256: sha256 hex of JSON.stringify([...the values of DIGESTED_METADATA_KEYS]) (the exact
 //     metadata strings), so no edited scalar goes unnoticed,
 //   checksums: JSON object {tensorName: sha256 hex of that tensor's data bytes}, computed while each
@@ -19,13 +20,32 @@ export type { StorageDType };
 export type CollectedDType = 'float32' | 'float64';
 
 export const CHECKPOINT_FORMAT = 'model-ema';
-export const CHECKPOINT_FORMAT_VERSION = '1';
+export const CHECKPOINT_FORMAT_VERSION = '2';
+/** Version 1 (before schedules) has no schedule and counter keys; it still loads. */
+export const READABLE_FORMAT_VERSIONS = ['1', '2'] as const;
 
 /** The metadata keys that metadata_sha256 covers, in the order they are written and digested. */
-export const DIGESTED_METADATA_KEYS = ['format', 'format_version', 'decay', 'num_updates', 'dtype', 'collected_dtype', 'names'] as const;
+export const DIGESTED_METADATA_KEYS = [
+  'format', 'format_version', 'decay', 'num_updates', 'dtype', 'collected_dtype', 'names', 'schedule', 'step', 'samples', 'seconds',
+] as const;
 /** Every metadata key of a checkpoint, in the order they are written. */
 export const METADATA_KEYS = [...DIGESTED_METADATA_KEYS, 'metadata_sha256', 'checksums'] as const;
 export type DigestedMetadataKey = (typeof DIGESTED_METADATA_KEYS)[number];
+/** The schedule and counter keys, which version 1 lacks. */
+export const SCHEDULE_METADATA_KEYS = ['schedule', 'step', 'samples', 'seconds'] as const;
+
+/** The digested keys of a format version. */
+export function digestedKeys(version: string): readonly DigestedMetadataKey[] {
+  return version === '1' ? DIGESTED_METADATA_KEYS.filter((key) => !(SCHEDULE_METADATA_KEYS as readonly string[]).includes(key)) : DIGESTED_METADATA_KEYS;
+}
+
+/** The schedule (plain JSON data) and counters a checkpoint holds; null in a version 1 file. */
+export interface CheckpointProgress {
+  schedule: unknown;
+  step: number;
+  samples: number;
+  seconds: number;
+}
 export type MetadataKey = (typeof METADATA_KEYS)[number];
 
 /** Prefixes of the two tensor groups: shadows, and the store() backup ("collected" in torch_ema). */
@@ -36,6 +56,7 @@ export const COLLECTED_PREFIX = 'collected.';
 export interface CheckpointSource {
   decay: number;
   numUpdates: number | null;
+  progress: CheckpointProgress;
   /** Storage dtype of the shadows. */
   dtype: StorageDType;
   /** One per parameter; null for an unnamed parameter. */
@@ -66,6 +87,8 @@ export interface ExpectedParameters {
 export interface DecodedCheckpoint {
   decay: number;
   numUpdates: number | null;
+  /** Null for a file written before schedules (format version 1). */
+  progress: CheckpointProgress | null;
   dtype: StorageDType;
   shadow: Uint8Array[];
   collected: Uint8Array[] | null;
@@ -97,7 +120,7 @@ export function sha256(view: ArrayBufferView): string {
   return createHash('sha256').update(new Uint8Array(view.buffer, view.byteOffset, view.byteLength)).digest('hex');
 }
 
-export function metadataDigest(m: Readonly<Record<DigestedMetadataKey, string>>): string {
-  const text = JSON.stringify(DIGESTED_METADATA_KEYS.map((key) => m[key]));
+export function metadataDigest(m: Readonly<Partial<Record<DigestedMetadataKey, string>>>, version = CHECKPOINT_FORMAT_VERSION): string {
+  const text = JSON.stringify(digestedKeys(version).map((key) => m[key]));
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }

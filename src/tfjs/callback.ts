@@ -158,6 +158,7 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
     readonly #settings: Settings;
     #step = 0;
     #updates = 0;
+    #samples: number | undefined = 0; // since the last update; undefined when a batch had no size
 
     constructor(ema: ExponentialMovingAverage, settings: Settings) {
       super();
@@ -191,13 +192,21 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
     // EMA is busy (a save() started elsewhere and not awaited), the update is queued behind it with
     // updateAsync() and awaited: training waits for the checkpoint instead of failing, the weights
     // do not move until the queued update has read them, and its errors reject fit() as update()'s would.
-    async onBatchEnd(): Promise<void> {
+    // Each update's progress: the batches since the last update (updateEvery) as steps, and the
+    // sum of their sizes (tfjs's batch logs `size`) as samples, so the schedule follows training.
+    async onBatchEnd(_batch?: number, logs?: object): Promise<void> {
       if (!(#ema in this)) throw wrongCopy('onBatchEnd');
       const step = ++this.#step;
       const { startStep, updateEvery } = this.#settings;
-      if (step > startStep && (step - startStep) % updateEvery === 0) {
-        if (this.#ema.busy) await this.#ema.updateAsync();
-        else this.#ema.update();
+      if (step <= startStep) return;
+      const size = (logs as { size?: unknown } | undefined)?.size;
+      this.#samples = typeof size === 'number' && this.#samples !== undefined ? this.#samples + size : undefined;
+      if ((step - startStep) % updateEvery === 0) {
+        const samples = this.#samples;
+        this.#samples = 0;
+        const progress = samples === undefined ? { steps: updateEvery } : { steps: updateEvery, samples };
+        if (this.#ema.busy) await this.#ema.updateAsync(undefined, progress);
+        else this.#ema.update(undefined, progress);
         this.#updates += 1;
       }
     }

@@ -13,6 +13,7 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 saveCheckpoint(target, {
   decay: 0.25,
   numUpdates: 7,
+  progress: { schedule: { kind: 'torch_ema' }, step: 7, samples: 0, seconds: 0 },
   dtype: 'float32',
   names: Array.from({ length: count }, (_, i) => `big.${i}`),
   sizes: Array.from({ length: count }, () => tensorElements),
