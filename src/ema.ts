@@ -90,15 +90,9 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /** Training so far: each update adds its progress.steps (default 1), .samples, and .seconds (default: the time since the last update). */
-  get step(): number {
-    return this.#counters.step;
-  }
-  get samples(): number {
-    return this.#counters.samples;
-  }
-  get seconds(): number {
-    return this.#counters.seconds;
-  }
+  get step(): number { return this.#counters.step; }
+  get samples(): number { return this.#counters.samples; }
+  get seconds(): number { return this.#counters.seconds; }
 
   get dtype(): StorageDType {
     return this.#open('dtype').shadows.dtype;
@@ -162,9 +156,8 @@ export class ExponentialMovingAverage implements Disposable {
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
-    // The decay, schedule and progress are fixed when the call is made, not when its turn in the
-    // queue comes: setting `decay` between queued calls must not change calls already made. The
-    // counters advance in call order.
+    // Decay, schedule and progress are fixed at the call, not when its turn in the queue comes
+    // (setting `decay` between queued calls must not change calls already made); counters advance in call order.
     const decay = this.#decay;
     const schedule = this.#schedule;
     let fixed: UpdateProgress;
