@@ -1,0 +1,28 @@
+// A misspelt option is an error naming it (and the option it is near), never silently ignored; the
+// EMA it was meant for is not built, and to() changes nothing.
+import { ExponentialMovingAverage } from '../src';
+import { expectError } from './helpers/state';
+
+const params = () => [new Float32Array([1, 2, 3])];
+
+test.each([
+  [{ decay: 0.9, dtyp: 'float16' }, /Unknown option 'dtyp' in options \(did you mean 'dtype'\?\); the options are decay, useNumUpdates, schedule, dtype, device/],
+  [{ decay: 0.9, usenumupdates: false }, /Unknown option 'usenumupdates' .*did you mean 'useNumUpdates'/],
+  [{ decay: 0.9, Decay: 0.5 }, /Unknown option 'Decay' .*did you mean 'decay'/],
+  [{ decay: 0.9, warmup: true }, /Unknown option 'warmup' in options; the options are/],
+])('the constructor refuses %j', (options, message) => {
+  expectError(() => new ExponentialMovingAverage(params(), options as never), { name: 'TypeError', message: [message] });
+});
+
+test('to() refuses a misspelt option and keeps the dtype it had', () => {
+  const ema = new ExponentialMovingAverage(params(), { decay: 0.9 });
+  expectError(() => ema.to({ dtyep: 'float64' } as never), { name: 'TypeError', message: [/Unknown option 'dtyep' .*did you mean 'dtype'/] });
+  expect(ema.dtype).toBe('float32');
+  ema.dispose();
+});
+
+test('every documented option is still accepted', () => {
+  const ema = new ExponentialMovingAverage(params(), { decay: 0.9, useNumUpdates: false, schedule: 'constant', dtype: 'float64', device: 'cpu' });
+  expect(ema.to({ dtype: 'float32', device: 'cpu' }).dtype).toBe('float32');
+  ema.dispose();
+});
