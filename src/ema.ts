@@ -20,7 +20,7 @@ import { Device, deviceIndex } from './device';
 import { checkUnitInterval, expectedTypeError } from './errors';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, PerElementOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
-import { Parameter, ResolvedParameters, toEntries } from './parameters';
+import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
@@ -152,26 +152,27 @@ export class ExponentialMovingAverage implements Disposable {
 
   /**
    * update() off the JS thread. The parameters are read (snapshotted) before this returns when no
-   * other updateAsync() is in flight; queued calls read them when their turn comes. Calls on one
+   * other updateAsync() is in flight; a queued call copies them then. Calls on one
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
-    // Decay, schedule and progress are fixed at the call, not when its turn in the queue comes
-    // (setting `decay` between queued calls must not change calls already made); counters advance in call order.
-    const decay = this.#decay;
-    const schedule = this.#schedule;
+    // Every input is fixed at the call, not when its turn in the queue comes: decay, schedule,
+    // progress and, behind other work, a copy of the parameters. Counters advance in call order.
+    const [decay, schedule] = [this.#decay, this.#schedule];
     let fixed: UpdateProgress;
+    let queuedCopy: ParamArray[] | undefined;
     try {
       fixed = this.#clock.fix(this.#schedule, progress, 'updateAsync()');
+      if (this.#queue.busy && this.#open('updateAsync()')) queuedCopy = this.#resolve(parameters, 'updateAsync()').read().map((a) => a.slice());
     } catch (error) {
       return Promise.reject(error);
     }
     return this.#queue.run(async () => {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
-      const resolved = this.#resolve(parameters, 'updateAsync()');
+      const arrays = queuedCopy ?? this.#resolve(parameters, 'updateAsync()').read();
       const next = nextUpdate(schedule, decay, this.#counters, fixed, this.#perElement);
-      await updateShadows(shadows, resolved.read(), next.update, true);
+      await updateShadows(shadows, arrays, next.update, true);
       this.#counters = next.counters;
     });
   }

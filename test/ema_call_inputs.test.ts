@@ -37,3 +37,25 @@ test('queued updateAsync() calls use the decay of when they were called, as upda
   for (const d of decays) expected.forEach((s, i) => (expected[i] = updateStep(s, PARAM[i], d, 'float64')));
   expect(Array.from(sync)).toEqual(Array.from(expected));
 });
+
+test('a queued updateAsync() uses the parameters as they were when it was called', async () => {
+  const param = new Float32Array([10, 20, 30]);
+  const ema = new ExponentialMovingAverage([new Float32Array(3)], { decay: 0.5, useNumUpdates: false });
+  const first = ema.updateAsync([param]); // runs at once: native snapshot
+  const second = ema.updateAsync([param]); // queued behind the first: copied now
+  param.set([1000, 2000, 3000]); // the next optimizer step, before either has settled
+  await Promise.all([first, second]);
+  // s = 0 -> 0.5 * p -> 0.75 * p, with p the values at both calls
+  expect(Array.from(ema.stateDict().shadowParams[0])).toEqual([7.5, 15, 22.5]);
+  ema.dispose();
+});
+
+test('a queued updateAsync() with bad parameters rejects at once and leaves the queue working', async () => {
+  const ema = new ExponentialMovingAverage([new Float32Array(3)], { decay: 0.5, useNumUpdates: false });
+  const first = ema.updateAsync([new Float32Array([2, 2, 2])]);
+  await expect(ema.updateAsync([new Float32Array(4)])).rejects.toThrow(/4/);
+  await first;
+  await ema.updateAsync([new Float32Array([2, 2, 2])]);
+  expect(Array.from(ema.stateDict().shadowParams[0])).toEqual([1.5, 1.5, 1.5]);
+  ema.dispose();
+});
