@@ -156,8 +156,7 @@ export class ExponentialMovingAverage implements Disposable {
    * EMA run in call order; other methods throw until the returned promise settles.
    */
   updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
-    // Every input is fixed at the call, not when its turn in the queue comes: decay, schedule,
-    // progress and, behind other work, a copy of the parameters. Counters advance in call order.
+    // Every input is fixed at the call (decay, schedule, progress, and a copy of queued parameters).
     const [decay, schedule] = [this.#decay, this.#schedule];
     let fixed: UpdateProgress;
     let queuedCopy: ParamArray[] | undefined;

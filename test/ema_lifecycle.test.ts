@@ -177,24 +177,29 @@ describe('updateAsync()', () => {
     expectSame(b, new Float32Array(5).fill(4));
   });
 
-  test('a queued updateAsync() whose buffer was detached before its turn rejects clearly; state is as after the others', async () => {
+  test('a queued updateAsync() copies its parameters at the call: a buffer detached before its turn changes nothing', async () => {
     const init = [fillRandom(new Float32Array(4097), 1), fillRandom(new Float64Array(9), 2)];
     const ema = new ExponentialMovingAverage(init, { decay: 0.9 });
-    const twin = new ExponentialMovingAverage(init, { decay: 0.9 }); // gets only the calls that succeed
+    const twin = new ExponentialMovingAverage(init, { decay: 0.9 }); // the same calls, synchronously
     const a = [fillRandom(new Float32Array(4097), 3), fillRandom(new Float64Array(9), 4)];
     const b = [fillRandom(new Float32Array(4097), 5), fillRandom(new Float64Array(9), 6)];
     const c = [fillRandom(new Float32Array(4097), 7), fillRandom(new Float64Array(9), 8)];
+    const bAtCall = b.map((x) => x.slice());
     const first = ema.updateAsync(a); // starts now
-    const second = ema.updateAsync(b); // queued
-    const third = ema.updateAsync(c); // queued behind the one that will fail
+    const second = ema.updateAsync(b); // queued: copied now
+    const third = ema.updateAsync(c); // queued
     detach(b[1]);
-    await first;
-    await expectRejection(second, { name: 'RangeError', message: ['parameter 1', /detached/, /\b9\b/] });
-    await third;
+    await Promise.all([first, second, third]);
     twin.update(a);
+    twin.update(bAtCall);
     twin.update(c);
     expectSameState(ema.stateDict(), twin.stateDict());
-    expect(ema.numUpdates).toBe(2);
+    expect(ema.numUpdates).toBe(3);
+    // Detached before the call: refused at once, naming the parameter, with nothing changed.
+    const busy = ema.updateAsync(a);
+    await expectRejection(ema.updateAsync(b), { name: 'RangeError', message: ['parameter 1', /detached/, /\b9\b/] });
+    await busy;
+    expect(ema.numUpdates).toBe(4);
   });
 
   test('update() on one EMA while another updates asynchronously: both match EMAs updated one after the other', async () => {
