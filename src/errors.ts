@@ -40,3 +40,27 @@ export function checkUnitInterval(value: unknown, argument: string): number {
 export function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
+
+// A misspelt option ({ dtyp: 'float16' }) would otherwise be ignored without a word, and the EMA
+// would run with the default the user meant to change.
+export function refuseUnknownOptions(options: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(options)) {
+    if (known.includes(key)) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
+    throw new TypeError(
+      `Unknown option '${key}' in ${where}${near === undefined ? '' : ` (did you mean '${near}'?)`}; the options are ${known.join(', ')}`,
+    );
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length];
+}

@@ -2,7 +2,7 @@
 // the EMA always has, and throws an error naming the option and the value received.
 import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
-import { checkUnitInterval, expectedTypeError } from './errors';
+import { checkUnitInterval, expectedTypeError, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
@@ -45,34 +45,10 @@ export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'd
 const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
-// A misspelt option ({ dtyp: 'float16' }) would otherwise be ignored without a word, and the EMA
-// would run with the default the user meant to change.
-function refuseUnknownOptions(options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue;
-    const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
-    throw new TypeError(
-      `Unknown option '${key}' in options${near === undefined ? '' : ` (did you mean '${near}'?)`}; the options are ${known.join(', ')}`,
-    );
-  }
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = row;
-  }
-  return previous[b.length];
-}
-
 /** The constructor's options with defaults applied; the device is known to be available. */
 export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object with decay', 'options', options);
-  refuseUnknownOptions(options, EMA_OPTION_KEYS);
+  refuseUnknownOptions(options, EMA_OPTION_KEYS, 'options');
   const o = options as Partial<Record<keyof EmaOptions, unknown>>;
   const decay = checkUnitInterval(o.decay, 'decay');
   const schedule = scheduleFromOptions(o.schedule, o.useNumUpdates);
@@ -85,7 +61,7 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
 /** to()'s target: each option defaults to where the shadows are now. */
 export function parseToOptions(options: unknown, current: Required<ToOptions>): Required<ToOptions> {
   if (typeof options !== 'object' || options === null) throw expectedTypeError('{ device?, dtype? }', 'options', options);
-  refuseUnknownOptions(options, TO_OPTION_KEYS);
+  refuseUnknownOptions(options, TO_OPTION_KEYS, 'options');
   const o = options as Partial<Record<keyof ToOptions, unknown>>;
   const device = o.device === undefined ? current.device : parseDevice(o.device, 'device');
   const dtype = o.dtype === undefined ? current.dtype : parseStorageDType(o.dtype, 'dtype');

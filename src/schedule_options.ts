@@ -1,6 +1,6 @@
 // The decay schedules (options.schedule) and training progress (update()'s progress): their types,
 // their checks, and EDM2's sigmaRel -> gamma. The decays themselves are in schedule.ts.
-import { describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import { describe, expectedRangeError, expectedTypeError, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 
 export interface InverseGammaSchedule { kind: 'inverse-gamma'; gamma?: number; power?: number; minDecay?: number; startStep?: number }
 export type PowerFunctionSchedule = { kind: 'power-function'; gamma: number } | { kind: 'power-function'; sigmaRel: number };
@@ -131,6 +131,12 @@ function amount(value: unknown, name: string): number | undefined {
 export function parseProgress(progress: unknown, operation: string): ParsedProgress {
   if (progress === undefined) return { steps: 1, samples: undefined, seconds: undefined };
   if (typeof progress !== 'object' || progress === null) throw expectedTypeError('{ steps?, samples?, seconds? }', `${operation} progress`, progress);
+  // updateAsync() also takes `snapshot` (SPEC); parameters are always snapshotted for now, which
+  // keeps the promise `snapshot: false` asks of the caller without relying on it.
+  const isAsync = operation === 'updateAsync()';
+  refuseUnknownOptions(progress, isAsync ? ['steps', 'samples', 'seconds', 'snapshot'] : ['steps', 'samples', 'seconds'], `${operation} progress`);
+  const snapshot = (progress as { snapshot?: unknown }).snapshot;
+  if (isAsync && snapshot !== undefined && typeof snapshot !== 'boolean') throw expectedTypeError('a boolean', `${operation} progress.snapshot`, snapshot);
   const p = progress as Record<string, unknown>;
   const steps = p.steps ?? 1;
   if (!isNonNegativeInteger(steps)) throw expectedTypeError('a non-negative integer', `${operation} progress.steps`, steps);

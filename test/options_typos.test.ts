@@ -26,3 +26,16 @@ test('every documented option is still accepted', () => {
   expect(ema.to({ dtype: 'float32', device: 'cpu' }).dtype).toBe('float32');
   ema.dispose();
 });
+
+test('update() and updateAsync() refuse a misspelt progress key and change nothing', async () => {
+  const ema = new ExponentialMovingAverage(params(), { decay: 0.9 });
+  expectError(() => ema.update(undefined, { step: 2 } as never), { name: 'TypeError', message: [/Unknown option 'step' in update\(\) progress \(did you mean 'steps'\?\)/] });
+  await expect(ema.updateAsync(undefined, { sample: 32 } as never)).rejects.toThrow(/Unknown option 'sample' in updateAsync\(\) progress \(did you mean 'samples'\?\)/);
+  expect(() => ema.update(undefined, { snapshot: false } as never)).toThrow(/Unknown option 'snapshot' in update\(\) progress/);
+  await expect(ema.updateAsync(undefined, { snapshot: 'no' } as never)).rejects.toThrow(/boolean for updateAsync\(\) progress.snapshot/);
+  expect(ema.numUpdates).toBe(0);
+  expect(ema.step).toBe(0);
+  await ema.updateAsync(undefined, { steps: 1, snapshot: true } as never);
+  expect(ema.step).toBe(1);
+  ema.dispose();
+});
