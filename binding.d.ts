@@ -15,6 +15,17 @@ export type ParamArray = Float32Array | Float64Array;
 export interface UpdateDescription {
   /** In [0, 1]: shadow = shadow - (1 - decay) * (shadow - param); 0 copies exactly, 1 changes nothing. */
   decay: number;
+  /**
+   * Default 'propagate' (no check). 'skip-update': if any parameter element is NaN or infinite, no
+   * shadow changes. 'skip-element': such an element keeps its shadow, the others update.
+   */
+  nonFinite?: 'propagate' | 'skip-update' | 'skip-element';
+  /** Default 'nearest'. 'stochastic' rounds float16/bfloat16 shadows up or down with probability by distance (float32/float64 shadows ignore it). */
+  rounding?: 'nearest' | 'stochastic';
+  /** Stochastic rounding's seed, an integer in [0, 2^53 - 1] (default 0). */
+  seed?: number;
+  /** Stochastic rounding's update index, an integer in [0, 2^53 - 1] (default 0): with the seed and the element's position, all its random bits come from these. */
+  updateIndex?: number;
 }
 
 /**
@@ -46,10 +57,14 @@ export declare class ShadowArena {
   readonly disposed: boolean;
   /** True while an updateAsync() is running. */
   readonly busy: boolean;
-  /** Each shadow updated from its parameter as `description` says, every tensor in one pass. */
-  update(params: readonly ParamArray[], description: UpdateDescription): void;
+  /**
+   * Each shadow updated from its parameter as `description` says, every tensor in one pass. Returns
+   * how many parameter elements were NaN or infinite (always 0 with nonFinite 'propagate'); with
+   * 'skip-update', a count above 0 means nothing changed.
+   */
+  update(params: readonly ParamArray[], description: UpdateDescription): number;
   /** update() on a libuv thread, from a snapshot of `params` taken before it returns. */
-  updateAsync(params: readonly ParamArray[], description: UpdateDescription): Promise<void>;
+  updateAsync(params: readonly ParamArray[], description: UpdateDescription): Promise<number>;
   /** arena = params (rounded to the storage dtype). */
   copyFrom(params: readonly ParamArray[]): void;
   /** params = arena (converted to each parameter's type). */

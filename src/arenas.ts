@@ -8,12 +8,13 @@ import type { UpdateDescription } from './schedule';
 
 /**
  * The one call of the native update, on the JS thread or (async) on a libuv thread: every shadow
- * s = s - (1 - d) * (s - p) in one fused pass. Every path to the kernels' update goes through here,
+ * s = s - (1 - d) * (s - p) in one fused pass; returns the count of non-finite parameter elements
+ * the pass saw (0 with nonFinite 'propagate'). Every path to the kernels' update goes through here,
  * so a change of the native signature is a change of this function only.
  */
-export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: true): Promise<void>;
-export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: false): void;
-export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: boolean): Promise<void> | void {
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: true): Promise<number>;
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: false): number;
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: boolean): Promise<number> | number {
   return async ? arena.updateAsync(params, update) : arena.update(params, update);
 }
 

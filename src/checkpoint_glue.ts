@@ -3,11 +3,11 @@
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
 import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { parseLoadOptions } from './options';
-import { checkScheduleState, type ScheduleState } from './schedule_state';
+import { checkScheduleState } from './schedule_state';
+import type { TrainingScalars } from './training_state';
 
 /** The EMA's scalars and parameter list, as a checkpoint holds them. */
-export interface CheckpointScalars extends ScheduleState {
-  decay: number;
+export interface CheckpointScalars extends TrainingScalars {
   names: (string | null)[];
   sizes: readonly number[];
 }
@@ -17,6 +17,7 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
     decay: scalars.decay,
     numUpdates: scalars.counters.numUpdates,
     progress: { schedule: scalars.schedule, step: scalars.counters.step, samples: scalars.counters.samples, seconds: scalars.counters.seconds },
+    nonFiniteStats: scalars.nonFiniteStats,
     dtype: shadows.dtype,
     names: scalars.names,
     sizes: scalars.sizes,
@@ -25,9 +26,13 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
   };
 }
 
-/** A decoded checkpoint's schedule and counters; a file from before schedules means 'torch_ema' or 'constant' by its numUpdates. */
-export function checkpointScheduleState(decoded: DecodedCheckpoint): ScheduleState {
-  return checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
+/**
+ * A decoded checkpoint's scalars: a file from before schedules means 'torch_ema' or 'constant' by
+ * its numUpdates, one from before the non-finite guard has statistics of 0.
+ */
+export function checkpointScalars(decoded: DecodedCheckpoint): TrainingScalars {
+  const state = checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
+  return { ...state, decay: decoded.decay, nonFiniteStats: { ...decoded.nonFiniteStats } };
 }
 
 /** What a checkpoint must match to load into this EMA, with load()'s options checked. */

@@ -15,32 +15,28 @@ import {
   type DecodedCheckpoint,
   type ExpectedParameters,
 } from './checkpoint/ema_checkpoint';
-import { checkpointScheduleState, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
+import { checkpointScalars, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
-import { checkUnitInterval, expectedTypeError } from './errors';
+import { expectedTypeError } from './errors';
 import type { StorageDType } from './native';
-import { checkFilePath, EmaOptions, PerElementOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
+import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
 import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
-import { initialCounters, nextOneStepDecay, nextUpdate, ProgressClock, type Counters, type UpdateProgress } from './schedule';
 import type { ParsedSchedule, Progress } from './schedule_options';
-import type { ScheduleState } from './schedule_state';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
+import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export type { Progress, Schedule } from './schedule_options';
+export type { NonFiniteStats } from './training_state';
 
 export class ExponentialMovingAverage implements Disposable {
-  #decay: number;
-  readonly #perElement: PerElementOptions;
-  #schedule: ParsedSchedule;
-  #counters: Counters; // numUpdates null: warm-up off
-  readonly #clock = new ProgressClock();
+  readonly #state: TrainingState;
   #device: Device;
   readonly #arenas: EmaArenas;
   readonly #sizes: readonly number[];
@@ -54,16 +50,13 @@ export class ExponentialMovingAverage implements Disposable {
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
     const { decay, schedule, dtype, device, perElement } = parseEmaOptions(options);
-    this.#perElement = perElement;
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
       const lost = e.kind.lostContents?.(e.value);
       if (lost !== undefined) throw new TypeError(`parameters[${i}] ${lost.refused}`);
     });
-    this.#decay = decay;
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
-    this.#schedule = schedule;
-    this.#counters = initialCounters(schedule);
+    this.#state = new TrainingState(decay, schedule, perElement);
     const values = entries.map((e) => e.kind.read(e.value));
     this.#arenas = new EmaArenas(newArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values)));
     this.#device = device;
@@ -73,26 +66,31 @@ export class ExponentialMovingAverage implements Disposable {
 
   /** Weight of the old average, in [0, 1]; may be changed between updates. */
   get decay(): number {
-    return this.#decay;
+    return this.#state.decay;
   }
   set decay(value: number) {
-    this.#decay = checkUnitInterval(value, 'decay');
+    this.#state.decay = value;
   }
 
   /** Updates applied with warm-up on (saturates at 2^53 - 1, see MAX_NUM_UPDATES); null when warm-up is off. */
   get numUpdates(): number | null {
-    return this.#counters.numUpdates;
+    return this.#state.counters.numUpdates;
   }
 
   /** The decay schedule, defaults applied (sigmaRel given as its gamma). */
   get schedule(): ParsedSchedule {
-    return { ...this.#schedule };
+    return this.#state.schedule;
   }
 
   /** Training so far: each update adds its progress.steps (default 1), .samples, and .seconds (default: the time since the last update). */
-  get step(): number { return this.#counters.step; }
-  get samples(): number { return this.#counters.samples; }
-  get seconds(): number { return this.#counters.seconds; }
+  get step(): number { return this.#state.counters.step; }
+  get samples(): number { return this.#state.counters.samples; }
+  get seconds(): number { return this.#state.counters.seconds; }
+
+  /** Updates skipped whole (nonFinite 'skip-update') and parameter elements left out ('skip-element'), so far. */
+  get nonFiniteStats(): NonFiniteStats {
+    return this.#state.nonFiniteStats;
+  }
 
   get dtype(): StorageDType {
     return this.#open('dtype').shadows.dtype;
@@ -133,7 +131,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   /** The decay the next one-step update will use (after warm-up). */
   get currentDecay(): number {
-    return nextOneStepDecay(this.#schedule, this.#decay, this.#counters);
+    return this.#state.currentDecay;
   }
 
   /**
@@ -144,10 +142,8 @@ export class ExponentialMovingAverage implements Disposable {
     const { shadows } = this.#idle('update()');
     this.#scopes.refuseUpdate('update()');
     const resolved = this.#resolve(parameters, 'update()');
-    const fixed = this.#clock.fix(this.#schedule, progress, 'update()');
-    const next = nextUpdate(this.#schedule, this.#decay, this.#counters, fixed, this.#perElement);
-    updateShadows(shadows, resolved.read(), next.update, false);
-    this.#counters = next.counters;
+    const { update, commit } = this.#state.plan(this.#state.fix(progress, 'update()'));
+    commit(updateShadows(shadows, resolved.read(), update, false));
   }
 
   /**
@@ -157,11 +153,10 @@ export class ExponentialMovingAverage implements Disposable {
    */
   updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
     // Every input is fixed at the call (decay, schedule, progress, and a copy of queued parameters).
-    const [decay, schedule] = [this.#decay, this.#schedule];
-    let fixed: UpdateProgress;
+    let call: FixedCall;
     let queuedCopy: ParamArray[] | undefined;
     try {
-      fixed = this.#clock.fix(this.#schedule, progress, 'updateAsync()');
+      call = this.#state.fix(progress, 'updateAsync()');
       if (this.#queue.busy && this.#open('updateAsync()')) queuedCopy = this.#resolve(parameters, 'updateAsync()').read().map((a) => a.slice());
     } catch (error) {
       return Promise.reject(error);
@@ -170,9 +165,8 @@ export class ExponentialMovingAverage implements Disposable {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
       const arrays = queuedCopy ?? this.#resolve(parameters, 'updateAsync()').read();
-      const next = nextUpdate(schedule, decay, this.#counters, fixed, this.#perElement);
-      await updateShadows(shadows, arrays, next.update, true);
-      this.#counters = next.counters;
+      const { update, commit } = this.#state.plan(call);
+      commit(await updateShadows(shadows, arrays, update, true));
     });
   }
 
@@ -229,7 +223,7 @@ export class ExponentialMovingAverage implements Disposable {
   /** The state as plain data the caller owns (copies, never views of native memory). */
   stateDict(): EmaStateDict {
     const arenas = this.#idle('stateDict()');
-    return stateDictOf({ decay: this.#decay, names: this.#registered.names, schedule: this.#schedule, counters: this.#counters }, arenas, this.#sizes);
+    return stateDictOf({ ...this.#state.scalars(), names: this.#registered.names }, arenas, this.#sizes);
   }
 
   /**
@@ -240,8 +234,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#idle('loadStateDict()');
     const valid = validateStateDict(state, this.#sizes);
     installStateDict(this.#arenas, valid, this.#sizes);
-    this.#decay = valid.decay;
-    this.#setScheduleState(valid);
+    this.#state.install(valid);
   }
 
   /**
@@ -304,22 +297,14 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   #checkpointSource(arenas: CurrentArenas): CheckpointSource {
-    const scalars = { decay: this.#decay, schedule: this.#schedule, counters: this.#counters, names: this.#registered.names, sizes: this.#sizes };
-    return checkpointSource(scalars, arenas);
+    return checkpointSource({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes }, arenas);
   }
 
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
     this.#open(operation);
-    const state = checkpointScheduleState(decoded);
+    const scalars = checkpointScalars(decoded);
     installCheckpoint(this.#arenas, decoded, this.#sizes);
-    this.#decay = decoded.decay;
-    this.#setScheduleState(state);
-  }
-
-  #setScheduleState({ schedule, counters }: ScheduleState): void {
-    this.#schedule = schedule;
-    this.#counters = counters;
-    this.#clock.restart();
+    this.#state.install(scalars);
   }
 
   #open(operation: string): CurrentArenas {

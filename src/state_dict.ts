@@ -5,8 +5,9 @@ import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedRangeError, expectedTypeError } from './errors';
 import type { ParsedSchedule, Schedule } from './schedule_options';
-import { checkScheduleState, type ScheduleState } from './schedule_state';
+import { checkScheduleState } from './schedule_state';
 import { checkParameterName, isValidNumUpdates } from './state_rules';
+import type { NonFiniteStats, TrainingScalars } from './training_state';
 import { isParamArray, type ParamArray } from './parameter_kinds';
 
 export interface EmaStateDict {
@@ -27,10 +28,23 @@ export interface EmaStateDict {
   step?: number;
   samples?: number;
   seconds?: number;
+  /** What the non-finite guard skipped so far (absent: zeros). */
+  nonFiniteStats?: NonFiniteStats;
 }
 
 /** A checked state dict: every field present, the schedule and counters normalised. */
-export type ValidStateDict = Omit<EmaStateDict, 'schedule' | 'step' | 'samples' | 'seconds'> & ScheduleState;
+export type ValidStateDict = Omit<EmaStateDict, 'schedule' | 'step' | 'samples' | 'seconds' | 'nonFiniteStats'> & TrainingScalars;
+
+function checkNonFiniteStats(value: unknown): NonFiniteStats {
+  if (value === undefined) return { skippedUpdates: 0, skippedElements: 0 };
+  if (typeof value !== 'object' || value === null) throw expectedTypeError('{ skippedUpdates, skippedElements }', 'state.nonFiniteStats', value);
+  const v = value as Partial<Record<keyof NonFiniteStats, unknown>>;
+  const count = (key: keyof NonFiniteStats): number => {
+    if (!isValidNumUpdates(v[key])) throw expectedTypeError('a non-negative integer', `state.nonFiniteStats.${key}`, v[key]);
+    return v[key] as number;
+  };
+  return { skippedUpdates: count('skippedUpdates'), skippedElements: count('skippedElements') };
+}
 
 function checkTensorList(value: unknown, field: string, sizes: readonly number[]): ParamArray[] {
   if (!Array.isArray(value)) throw expectedTypeError('an array of Float32Array or Float64Array', field, value);
@@ -58,6 +72,7 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Val
     throw expectedTypeError('null or a non-negative integer', 'state.numUpdates', numUpdates);
   }
   const { schedule, counters } = checkScheduleState(s.schedule, numUpdates, s, 'state');
+  const nonFiniteStats = checkNonFiniteStats(s.nonFiniteStats);
   const shadowParams = checkTensorList(s.shadowParams, 'state.shadowParams', sizes);
   const collectedParams =
     s.collectedParams === null || s.collectedParams === undefined
@@ -75,12 +90,12 @@ export function validateStateDict(state: unknown, sizes: readonly number[]): Val
     });
     names = s.names as (string | null)[];
   }
-  return { decay, numUpdates, shadowParams, collectedParams, names, dtype, schedule, counters };
+  return { decay, numUpdates, shadowParams, collectedParams, names, dtype, schedule, counters, nonFiniteStats };
 }
 
 /** The state as copies the caller owns (never views of native memory). */
 export function stateDictOf(
-  scalars: Pick<EmaStateDict, 'decay' | 'names'> & ScheduleState,
+  scalars: Pick<EmaStateDict, 'names'> & TrainingScalars,
   { shadows, backup }: CurrentArenas,
   sizes: readonly number[],
 ): EmaStateDict {
@@ -95,6 +110,7 @@ export function stateDictOf(
     step: scalars.counters.step,
     samples: scalars.counters.samples,
     seconds: scalars.counters.seconds,
+    nonFiniteStats: { ...scalars.nonFiniteStats },
   };
 }
 

@@ -257,7 +257,7 @@ describe('model-ema checkpoint mapping', () => {
   test('metadata holds the documented string fields', () => {
     const { metadata } = parseSafetensors(serializeCheckpoint(sourceOf(mixedState())));
     expect(metadata.format).toBe('model-ema');
-    expect(metadata.format_version).toBe('2');
+    expect(metadata.format_version).toBe('3');
     expect(metadata.decay).toBe('0.9999');
     expect(metadata.num_updates).toBe('42');
     expect(metadata.dtype).toBe('float32');
@@ -287,6 +287,7 @@ describe('model-ema checkpoint mapping', () => {
   function resign(m: Record<string, string>): void {
     const fields = [m.format, m.format_version, m.decay, m.num_updates, m.dtype, m.collected_dtype, m.names];
     if (m.format_version !== '1') fields.push(m.schedule, m.step, m.samples, m.seconds);
+    if (m.format_version === '3') fields.push(m.skipped_updates, m.skipped_elements);
     m.metadata_sha256 = createHash('sha256').update(JSON.stringify(fields)).digest('hex');
   }
   const decode = (file: Uint8Array, expected = expectedOf(mixedState())) => () => deserializeCheckpoint(file, expected);
@@ -302,7 +303,7 @@ describe('model-ema checkpoint mapping', () => {
   test('rejects unknown formats, versions, dtypes and edited metadata', () => {
     expect(decode(edited((m) => { m.format = 'other'; }))).toThrow(/metadata format is "other"/);
     expect(decode(edited((m) => { delete m.format_version; }))).toThrow(/metadata has no format_version/);
-    expect(decode(edited((m) => { m.format_version = '3'; }))).toThrow(/format_version is "3"/);
+    expect(decode(edited((m) => { m.format_version = '4'; }))).toThrow(/format_version is "4"/);
     expect(decode(edited((m) => { m.step = '-1'; resign(m); }))).toThrow(/metadata step is "-1"/);
     expect(decode(edited((m) => { m.schedule = '{'; resign(m); }))).toThrow(/metadata schedule is not valid JSON/);
     expect(decode(edited((m) => { m.schedule = '{"kind":"half-life"}'; }))).toThrow(/metadata_sha256 does not match/);

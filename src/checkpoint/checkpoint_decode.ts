@@ -11,6 +11,7 @@ import {
   parameterKeys,
   sha256,
   SHADOW_PREFIX,
+  type CheckpointNonFiniteStats,
   type CheckpointProgress,
   type CollectedDType,
   type DecodedCheckpoint,
@@ -27,6 +28,7 @@ interface CheckpointHeader {
   decay: number;
   numUpdates: number | null;
   progress: CheckpointProgress | null;
+  nonFiniteStats: CheckpointNonFiniteStats;
   dtype: StorageDType;
   collectedDType: CollectedDType | null;
   shadowNames: string[];
@@ -69,6 +71,10 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
     version === '1'
       ? null
       : { schedule: parseJson(field('schedule'), 'schedule'), step: parseAmount(field('step'), 'step'), samples: parseAmount(field('samples'), 'samples'), seconds: parseAmount(field('seconds'), 'seconds') };
+  const nonFiniteStats: CheckpointNonFiniteStats =
+    version === '3'
+      ? { skippedUpdates: parseCount(field('skipped_updates'), 'skipped_updates'), skippedElements: parseCount(field('skipped_elements'), 'skipped_elements') }
+      : { skippedUpdates: 0, skippedElements: 0 };
   const digested = Object.fromEntries(digestedKeys(version).map((key) => [key, field(key)])) as Partial<Record<DigestedMetadataKey, string>>;
   if (field('metadata_sha256') !== metadataDigest(digested, version)) {
     fail('metadata_sha256 does not match the metadata (the metadata was modified or corrupted)');
@@ -100,7 +106,7 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
   checkGroup(shadowNames, SAFETENSORS_CODE[dtype], `dtype ${dtype}`);
   if (collectedNames) checkGroup(collectedNames, SAFETENSORS_CODE[collectedDType!], `collected_dtype ${collectedDType}`);
   const digests = parseChecksums(field('checksums'), wanted);
-  return { decay, numUpdates, progress, dtype, collectedDType, shadowNames, collectedNames, digests };
+  return { decay, numUpdates, progress, nonFiniteStats, dtype, collectedDType, shadowNames, collectedNames, digests };
 }
 
 /**
@@ -123,6 +129,7 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
     decay: header.decay,
     numUpdates: header.numUpdates,
     progress: header.progress,
+    nonFiniteStats: header.nonFiniteStats,
     dtype: header.dtype,
     shadow: bytesOf(header.shadowNames),
     collected: header.collectedNames && bytesOf(header.collectedNames),
@@ -146,6 +153,12 @@ function parseDecay(text: string): number {
 function parseAmount(text: string, field: string): number {
   const value = DECIMAL.test(text) ? Number(text) : NaN;
   if (!(value >= 0 && value < Infinity)) fail(`metadata ${field} is ${describeJsonValue(text)}, expected a non-negative decimal number`);
+  return value;
+}
+
+function parseCount(text: string, field: string): number {
+  const value = /^(?:0|[1-9][0-9]*)$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(value)) fail(`metadata ${field} is ${describeJsonValue(text)}, expected a non-negative integer`);
   return value;
 }
 

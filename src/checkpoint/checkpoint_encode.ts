@@ -22,7 +22,7 @@ import { describeJsonValue } from './untrusted';
  * filled in once every tensor was written). Pass both to writeSafetensorsFile or serializeSafetensors.
  */
 export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSource[]; metadata: DeferredMetadata } {
-  const { decay, numUpdates, progress, dtype, names, sizes, shapes, collected } = source;
+  const { decay, numUpdates, progress, nonFiniteStats, dtype, names, sizes, shapes, collected } = source;
   const cannot = (what: string): never => {
     throw new Error(`Cannot write model-ema checkpoint: ${what}`);
   };
@@ -33,6 +33,9 @@ export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSou
   if (typeof progress !== 'object' || progress === null) cannot('progress must be { schedule, step, samples, seconds }');
   for (const key of ['step', 'samples', 'seconds'] as const) {
     if (!(progress[key] >= 0 && progress[key] < Infinity)) cannot(`${key} must be a non-negative finite number, received ${describeJsonValue(progress[key])}`);
+  }
+  for (const key of ['skippedUpdates', 'skippedElements'] as const) {
+    if (!(Number.isSafeInteger(nonFiniteStats?.[key]) && nonFiniteStats[key] >= 0)) cannot(`nonFiniteStats.${key} must be a non-negative integer, received ${describeJsonValue(nonFiniteStats?.[key])}`);
   }
   if (!isStorageDType(dtype)) cannot(`unknown dtype ${describeJsonValue(dtype)}`);
   if (!Array.isArray(names) || !names.every((n) => n === null || typeof n === 'string')) cannot('names must be an array of strings or null');
@@ -81,6 +84,8 @@ export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSou
     step: String(progress.step),
     samples: String(progress.samples),
     seconds: String(progress.seconds),
+    skipped_updates: String(nonFiniteStats.skippedUpdates),
+    skipped_elements: String(nonFiniteStats.skippedElements),
   };
   const fixed: Omit<Record<MetadataKey, string>, 'checksums'> = { ...values, metadata_sha256: metadataDigest(values) };
   // Every key, in the order of METADATA_KEYS whatever the order above.

@@ -8,6 +8,7 @@
 //   format "model-ema", format_version "2", decay (String(number), exact), num_updates ("null" or an
 //   integer), dtype, collected_dtype ("none" | "float32" | "float64"), names (JSON array of string|null),
 //   schedule (JSON: the decay schedule, defaults applied), step, samples, seconds (String(number)),
+//   skipped_updates, skipped_elements (integers: the non-finite statistics),
 //   metadata_sha256: sha256 hex of JSON.stringify([...the values of DIGESTED_METADATA_KEYS]) (the exact
 //     metadata strings), so no edited scalar goes unnoticed,
 //   checksums: JSON object {tensorName: sha256 hex of that tensor's data bytes}, computed while each
@@ -20,23 +21,37 @@ export type { StorageDType };
 export type CollectedDType = 'float32' | 'float64';
 
 export const CHECKPOINT_FORMAT = 'model-ema';
-export const CHECKPOINT_FORMAT_VERSION = '2';
-/** Version 1 (before schedules) has no schedule and counter keys; it still loads. */
-export const READABLE_FORMAT_VERSIONS = ['1', '2'] as const;
+export const CHECKPOINT_FORMAT_VERSION = '3';
+/**
+ * Version 1 (before schedules) has no schedule and counter keys, version 2 no non-finite
+ * statistics (they read as 0); both still load.
+ */
+export const READABLE_FORMAT_VERSIONS = ['1', '2', '3'] as const;
 
 /** The metadata keys that metadata_sha256 covers, in the order they are written and digested. */
 export const DIGESTED_METADATA_KEYS = [
   'format', 'format_version', 'decay', 'num_updates', 'dtype', 'collected_dtype', 'names', 'schedule', 'step', 'samples', 'seconds',
+  'skipped_updates', 'skipped_elements',
 ] as const;
 /** Every metadata key of a checkpoint, in the order they are written. */
 export const METADATA_KEYS = [...DIGESTED_METADATA_KEYS, 'metadata_sha256', 'checksums'] as const;
 export type DigestedMetadataKey = (typeof DIGESTED_METADATA_KEYS)[number];
 /** The schedule and counter keys, which version 1 lacks. */
 export const SCHEDULE_METADATA_KEYS = ['schedule', 'step', 'samples', 'seconds'] as const;
+/** The non-finite statistics keys, which versions 1 and 2 lack. */
+export const NON_FINITE_METADATA_KEYS = ['skipped_updates', 'skipped_elements'] as const;
 
 /** The digested keys of a format version. */
 export function digestedKeys(version: string): readonly DigestedMetadataKey[] {
-  return version === '1' ? DIGESTED_METADATA_KEYS.filter((key) => !(SCHEDULE_METADATA_KEYS as readonly string[]).includes(key)) : DIGESTED_METADATA_KEYS;
+  const absent: readonly string[] =
+    version === '1' ? [...SCHEDULE_METADATA_KEYS, ...NON_FINITE_METADATA_KEYS] : version === '2' ? NON_FINITE_METADATA_KEYS : [];
+  return DIGESTED_METADATA_KEYS.filter((key) => !absent.includes(key));
+}
+
+/** Updates skipped and elements left out by the non-finite guard; zeros in a version 1 or 2 file. */
+export interface CheckpointNonFiniteStats {
+  skippedUpdates: number;
+  skippedElements: number;
 }
 
 /** The schedule (plain JSON data) and counters a checkpoint holds; null in a version 1 file. */
@@ -57,6 +72,7 @@ export interface CheckpointSource {
   decay: number;
   numUpdates: number | null;
   progress: CheckpointProgress;
+  nonFiniteStats: CheckpointNonFiniteStats;
   /** Storage dtype of the shadows. */
   dtype: StorageDType;
   /** One per parameter; null for an unnamed parameter. */
@@ -89,6 +105,7 @@ export interface DecodedCheckpoint {
   numUpdates: number | null;
   /** Null for a file written before schedules (format version 1). */
   progress: CheckpointProgress | null;
+  nonFiniteStats: CheckpointNonFiniteStats;
   dtype: StorageDType;
   shadow: Uint8Array[];
   collected: Uint8Array[] | null;

@@ -34,6 +34,7 @@ export function sourceOf(state: StateFixture): CheckpointSource {
     decay: state.decay,
     numUpdates: state.numUpdates,
     progress: { schedule: state.numUpdates === null ? { kind: 'constant' } : { kind: 'torch_ema' }, step: state.numUpdates ?? 0, samples: 0, seconds: 0 },
+    nonFiniteStats: { skippedUpdates: 0, skippedElements: 0 },
     dtype: state.dtype,
     names: state.names,
     sizes: expectedOf(state).sizes,
