@@ -2,6 +2,7 @@
 // tensor, from the arenas), and a decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
 import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { checkFloat16Range, valuesOfBytes } from './float16_range';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
 import type { TrainingScalars } from './training_state';
@@ -45,8 +46,12 @@ export function expectedParameters(options: unknown, names: (string | null)[], s
  * Swaps a decoded checkpoint's tensors in: the shadows converted to the current storage dtype, the
  * backup in the dtype it was saved in (it holds raw weights exactly), both where the shadows are.
  */
-export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint, sizes: readonly number[]): void {
+export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint, sizes: readonly number[], names: readonly (string | null)[]): void {
   arenas.replace(({ shadows }, track) => {
+    const { dtype } = decoded;
+    if (shadows.dtype === 'float16' && dtype !== 'float16') {
+      checkFloat16Range(sizes.length, (i) => valuesOfBytes(decoded.shadow[i], dtype), (i) => names[i], 'checkpoint shadows');
+    }
     const device = shadows.device;
     const nextShadows = track(arenaFromBytes(decoded.dtype, decoded.shadow, sizes, shadows.dtype, device));
     const backup =

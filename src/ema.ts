@@ -18,6 +18,7 @@ import {
 import { checkpointScalars, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
 import { expectedTypeError } from './errors';
+import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
 import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
@@ -58,6 +59,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#state = new TrainingState(decay, schedule, perElement);
     const values = entries.map((e) => e.kind.read(e.value));
+    if (dtype === 'float16') checkFloat16Range(values.length, (i) => values[i], (i) => entries[i].name, 'parameters');
     this.#arenas = new EmaArenas(newArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values)));
     this.#device = device;
     this.#registered = new RegisteredParameters(entries);
@@ -215,6 +217,7 @@ export class ExponentialMovingAverage implements Disposable {
   to(options: ToOptions): this {
     const { shadows } = this.#idle('to()');
     const { device, dtype } = parseToOptions(options, { device: this.#device, dtype: shadows.dtype });
+    if (dtype === 'float16' && shadows.dtype !== 'float16') checkFloat16Range(this.size, (i) => shadows.read(i), (i) => this.names[i], 'shadows');
     relocateArenas(this.#arenas, dtype, deviceIndex(device));
     this.#device = device;
     return this;
@@ -303,7 +306,7 @@ export class ExponentialMovingAverage implements Disposable {
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
     this.#open(operation);
     const scalars = checkpointScalars(decoded);
-    installCheckpoint(this.#arenas, decoded, this.#sizes);
+    installCheckpoint(this.#arenas, decoded, this.#sizes, this.#registered.names);
     this.#state.install(scalars);
   }
 

@@ -2,7 +2,7 @@
 // the EMA always has, and throws an error naming the option and the value received.
 import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
-import { checkUnitInterval, expectedTypeError, refuseUnknownOptions } from './errors';
+import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
@@ -17,7 +17,26 @@ export interface EmaOptions {
   dtype?: StorageDType;
   /** Where the shadows live. Default 'cpu'. */
   device?: Device;
+  /**
+   * What an update does with NaN or infinite parameter elements. 'propagate' (default, as
+   * torch_ema): they flow into the shadows. 'skip-update': the whole update is skipped (no shadow
+   * and no counter changes). 'skip-element': those elements keep their shadows, the rest update.
+   * `nonFiniteStats` counts what was skipped.
+   */
+  nonFinite?: NonFinitePolicy;
+  /**
+   * How float16/bfloat16 shadows are rounded: 'nearest' (default) or 'stochastic' (unbiased: keeps
+   * a low-precision average moving where nearest rounding freezes it). Only with such a dtype.
+   */
+  rounding?: RoundingMode;
+  /** Stochastic rounding's seed, an integer in [0, 2^53 - 1]. Default 0. */
+  seed?: number;
 }
+
+export type NonFinitePolicy = 'propagate' | 'skip-update' | 'skip-element';
+export type RoundingMode = 'nearest' | 'stochastic';
+const NON_FINITE_POLICIES: readonly NonFinitePolicy[] = ['propagate', 'skip-update', 'skip-element'];
+const ROUNDING_MODES: readonly RoundingMode[] = ['nearest', 'stochastic'];
 
 export interface LoadOptions {
   /** Default true: the file's parameter names must equal this EMA's. False: match by position. */
@@ -42,7 +61,7 @@ export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'd
   perElement: PerElementOptions;
 }
 
-const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device'] as const satisfies readonly (keyof EmaOptions)[];
+const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -54,8 +73,30 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   const schedule = scheduleFromOptions(o.schedule, o.useNumUpdates);
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
+  const perElement = parsePerElement(o, dtype);
   assertDeviceAvailable(device);
-  return { decay, schedule, dtype, device, perElement: {} };
+  return { decay, schedule, dtype, device, perElement };
+}
+
+function oneOf<T extends string>(value: unknown, choices: readonly T[], fallback: T, option: string): T {
+  if (value === undefined) return fallback;
+  const expected = `one of ${choices.map((c) => `'${c}'`).join(', ')}`;
+  if (typeof value !== 'string') throw expectedTypeError(expected, option, value);
+  if (!(choices as readonly string[]).includes(value)) throw expectedRangeError(expected, option, describe(value));
+  return value as T;
+}
+
+// nonFinite, rounding and seed: what every update passes to the kernels besides its decay.
+function parsePerElement(o: Partial<Record<keyof EmaOptions, unknown>>, dtype: StorageDType): PerElementOptions {
+  const nonFinite = oneOf(o.nonFinite, NON_FINITE_POLICIES, 'propagate', 'nonFinite');
+  const rounding = oneOf(o.rounding, ROUNDING_MODES, 'nearest', 'rounding');
+  if (rounding === 'stochastic' && dtype !== 'float16' && dtype !== 'bfloat16') {
+    throw new TypeError(`rounding 'stochastic' needs dtype 'float16' or 'bfloat16' (float32 and float64 shadows hold the average as computed), but dtype is '${dtype}'`);
+  }
+  const seed = o.seed ?? 0;
+  if (typeof seed !== 'number') throw expectedTypeError('an integer in [0, 2^53 - 1]', 'seed', seed);
+  if (!isNonNegativeInteger(seed)) throw expectedRangeError('an integer in [0, 2^53 - 1]', 'seed', describe(seed));
+  return rounding === 'stochastic' ? { nonFinite, rounding, seed } : { nonFinite, rounding };
 }
 
 /** to()'s target: each option defaults to where the shadows are now. */

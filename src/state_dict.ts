@@ -3,6 +3,7 @@
 // (installStateDict).
 import { backupOf, type CurrentArenas, type EmaArenas } from './arenas';
 import { parseStorageDType, type StorageDType } from './dtypes';
+import { checkFloat16Range } from './float16_range';
 import { checkUnitInterval, expectedRangeError, expectedTypeError } from './errors';
 import type { ParsedSchedule, Schedule } from './schedule_options';
 import { checkScheduleState } from './schedule_state';
@@ -117,6 +118,7 @@ export function stateDictOf(
 /** Writes a validated state's tensors into the arenas: shadows converted in place, a new backup (or none). */
 export function installStateDict(arenas: EmaArenas, valid: ValidStateDict, sizes: readonly number[]): void {
   arenas.replace(({ shadows }, track) => {
+    if (shadows.dtype === 'float16') checkFloat16Range(sizes.length, (i) => valid.shadowParams[i], (i) => valid.names[i], 'state.shadowParams');
     const backup = valid.collectedParams && track(backupOf(valid.collectedParams, shadows.dtype, sizes, shadows.device));
     shadows.copyFrom(valid.shadowParams);
     return { backup };

@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
       CheckCuda(cudaMemcpyAsync(copy.get(), shadow.get(), bytes, cudaMemcpyDeviceToDevice, stream.get()), "cudaMemcpyAsync D2D");
     });
     auto update = Time(stream.get(), reps, [&] {
-      LaunchUpdate(stream.get(), UpdateDescription{0.999}, DType::kFloat32, ParamType::kFloat32, spans);
+      LaunchUpdate(stream.get(), UpdateDescription{0.999}, DType::kFloat32, ParamType::kFloat32, spans, nullptr);
     });
     auto h2d = Time(stream.get(), reps, [&] {
       CheckCuda(cudaMemcpyAsync(param.get(), host.get(), bytes, cudaMemcpyHostToDevice, stream.get()), "cudaMemcpyAsync H2D");

@@ -99,11 +99,39 @@ double ParseDecay(const Napi::Value& value, const char* arg) {
   return decay;
 }
 
+namespace {
+
+// An optional string field that must be one of `names` (index into them; `fallback` when undefined).
+template <size_t N>
+size_t ParseChoice(const Napi::Value& value, const char* arg, const char* const (&names)[N], size_t fallback) {
+  if (value.IsUndefined()) return fallback;
+  std::string expected = "one of";
+  for (size_t i = 0; i < N; ++i) expected += std::string(i == 0 ? " '" : ", '") + names[i] + "'";
+  if (!value.IsString()) ThrowTypeError(value.Env(), expected, arg, value);
+  const std::string text = value.As<Napi::String>().Utf8Value();
+  for (size_t i = 0; i < N; ++i) {
+    if (text == names[i]) return i;
+  }
+  ThrowRangeError(value.Env(), expected, arg, DescribeValue(value));
+}
+
+uint64_t ParseOptionalInteger(const Napi::Value& value, const char* arg) {
+  return value.IsUndefined() ? 0 : static_cast<uint64_t>(ParseIndex(value, arg, SIZE_MAX));
+}
+
+}  // namespace
+
 UpdateDescription ParseUpdateDescription(const Napi::Value& value, const char* arg) {
   if (!value.IsObject()) ThrowTypeError(value.Env(), "an object such as { decay: 0.999 }", arg, value);
   const Napi::Object fields = value.As<Napi::Object>();
+  static const char* const kPolicies[] = {"propagate", "skip-update", "skip-element"};
+  static const char* const kRoundings[] = {"nearest", "stochastic"};
   UpdateDescription u;
   u.decay = ParseDecay(fields.Get("decay"), "decay");
+  u.non_finite = static_cast<NonFinitePolicy>(ParseChoice(fields.Get("nonFinite"), "nonFinite", kPolicies, 0));
+  u.rounding = static_cast<Rounding>(ParseChoice(fields.Get("rounding"), "rounding", kRoundings, 0));
+  u.seed = ParseOptionalInteger(fields.Get("seed"), "seed");
+  u.update_index = ParseOptionalInteger(fields.Get("updateIndex"), "updateIndex");
   return u;
 }
 

@@ -21,7 +21,7 @@ AsyncUpdate::AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner, s
 
 void AsyncUpdate::Execute() {
   try {
-    shadows_->Update(cpu_, snapshot_->AsParams(), description_);
+    non_finite_ = shadows_->Update(cpu_, snapshot_->AsParams(), description_);
   } catch (const std::exception& e) {
     SetError(e.what());
   } catch (...) {  // node-addon-api catches only std::exception: anything else would abort the process
@@ -35,7 +35,7 @@ void AsyncUpdate::Execute() {
 void AsyncUpdate::OnOK() {
   owner_->FinishAsync();
   try {
-    deferred_.Resolve(Env().Undefined());
+    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(non_finite_)));
   } catch (const Napi::Error&) {
   }
 }

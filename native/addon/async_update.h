@@ -38,6 +38,7 @@ class AsyncUpdate : public Napi::AsyncWorker {
   std::shared_ptr<ThreadPool> pool_;       // keeps cpu_.pool alive
   CpuContext cpu_;
   UpdateDescription description_;
+  size_t non_finite_ = 0;                  // what Arena::Update reported, for the promise
   Napi::Promise::Deferred deferred_;
 };
 

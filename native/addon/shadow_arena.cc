@@ -146,8 +146,7 @@ Napi::Object ShadowArena::CopyAs(Napi::Env env, DType dtype, int device) {
 Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
   UpdateDescription description;
   ParamList params = Params(info, "update", [&] { description = ParseUpdateDescription(info[1], "description"); });
-  arena_->Update(Cpu(), params, description);
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), static_cast<double>(arena_->Update(Cpu(), params, description)));
 }
 
 Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {

@@ -1,17 +1,47 @@
 #include "arena.h"
 
+#include <atomic>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "element_ops.h"
+#include "pieces.h"
 
 namespace model_ema {
 
-void Arena::Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u) {
+namespace {
+
+// NaN and infinite elements of the parameters, which are host memory for every kind of arena:
+// counted on the CPU threads, reading the parameters only.
+size_t CountNonFiniteParams(const CpuContext& cpu, const ArenaLayout& layout, const ParamList& params) {
+  std::atomic<size_t> count{0};
+  ForEachPiece(cpu, layout, [&](size_t t, size_t first, size_t n) {
+    const ParamBuffer& p = params[t];
+    const void* data = static_cast<const uint8_t*>(p.data) + first * ParamTypeSize(p.type);
+    size_t found = cpu.kernels->count_non_finite(AsDType(p.type), data, n);
+    if (found != 0) count.fetch_add(found, std::memory_order_relaxed);
+  });
+  return count.load();
+}
+
+}  // namespace
+
+size_t Arena::Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u) {
+  // 'skip-update' must know before it writes anything, so it reads the parameters once first
+  // (they are then found in cache when they fit), and updates without per-element checks.
+  if (u.non_finite == NonFinitePolicy::kSkipUpdate) {
+    const size_t found = CountNonFiniteParams(cpu, layout(), params);
+    if (found != 0) return found;
+    u.non_finite = NonFinitePolicy::kPropagate;
+  }
   // Decay 1 changes no element: skip the pass, and for a device arena the upload of every
-  // parameter. (The rule itself is defined with the functor, element_ops.h.)
-  if (RuleOf(u) == UpdateRule::kKeep) return;
-  UpdateShadows(cpu, params, u);
+  // parameter. (The rule itself is defined with the functor, element_ops.h.) The statistics of
+  // 'skip-element' stay exact all the same.
+  if (RuleOf(u) == UpdateRule::kKeep) {
+    return u.non_finite == NonFinitePolicy::kSkipElement ? CountNonFiniteParams(cpu, layout(), params) : 0;
+  }
+  return UpdateShadows(cpu, params, u);
 }
 
 void Arena::CheckCopySource(const Arena& source) const {

@@ -39,7 +39,9 @@ class Arena {
 
   // shadows = UpdateShadow(shadows, params) as `u` describes, every tensor in one pass. `cpu` runs
   // the loops of a host arena, and packs the parameters into pinned buffers for a device arena.
-  void Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u);
+  // Returns the number of parameter elements that are NaN or infinite, when the policy looks
+  // (0 for kPropagate); with kSkipUpdate, a count above 0 means nothing was written.
+  size_t Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u);
   // arena = params (rounded to the storage dtype).
   virtual void CopyFromParams(const CpuContext& cpu, const ParamList& params) = 0;
   // params = arena (converted to each parameter's type).
@@ -62,8 +64,9 @@ class Arena {
 
  protected:
   Arena(ArenaLayout layout, int device) : layout_(std::move(layout)), device_(device) {}
-  // The update proper; Update has already dealt with the rule that changes nothing.
-  virtual void UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) = 0;
+  // The update proper, returning the parameter elements kSkipElement left out; Update has already
+  // dealt with the rule that changes nothing and with kSkipUpdate.
+  virtual size_t UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) = 0;
   // What CopyFrom promises of its source, checked (std::invalid_argument).
   void CheckCopySource(const Arena& source) const;
 

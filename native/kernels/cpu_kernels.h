@@ -15,9 +15,11 @@ namespace model_ema {
 
 struct CpuKernelTable {
   const char* isa;  // "avx512", "avx2", "baseline" (which is NEON on arm64)
-  // shadow[i] = UpdateShadow(shadow[i], param[i]) as `u` describes, i < n.
-  void (*update)(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow,
-                 const void* param, size_t n);
+  // shadow[i] = UpdateShadow(shadow[i], param[i]) as `u` describes, i < n, for the elements
+  // [first, first + n) of tensor `tensor` (their random bits depend on where they are). Returns
+  // how many parameter elements 'skip-element' left out (0 for other policies).
+  size_t (*update)(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow,
+                   const void* param, size_t n, size_t tensor, size_t first);
   // to[i] = from[i] converted. Copies between parameters and an arena are conversions too: a
   // parameter's type is a DType (AsDType).
   void (*convert)(DType from_dtype, DType to_dtype, const void* from, void* to, size_t n);

@@ -7,6 +7,9 @@
 #error "define MODEL_EMA_ISA before including cpu_loops.inl"
 #endif
 
+#include <algorithm>
+#include <cstdint>
+
 #include "cpu_kernels.h"
 #include "element_ops.h"
 
@@ -14,19 +17,57 @@ namespace model_ema {
 namespace MODEL_EMA_ISA {
 namespace {
 
-// dst[i] = op(dst[i], src[i]) for any functor of element_ops.h. Two loops rather than one with a
-// select, so that a functor that ignores the old value never loads it.
+// dst[i] = op(dst[i], src[i], bits) over one run of elements whose indices share their high half
+// (so the random stream's key is fixed), for any functor of element_ops.h; returns how many
+// elements op skipped. Separate loops for what a functor does not need (the old value, random
+// bits, a skip count), so that none of it is computed for the functors that do not use it.
 template <typename F>
-void TransformLoop(void* dst, const void* src, size_t n, const F& f) {
+size_t RunLoop(typename F::Dst* __restrict d, const typename F::Src* __restrict s, size_t n, const F op,
+               uint32_t block_key, uint32_t low) {
+  using D = typename F::Dst;
+  size_t skipped = 0;
+  if constexpr (F::kStochastic && F::kCountsSkips) {
+    for (size_t i = 0; i < n; ++i) {
+      skipped += Skips(op, s[i]) ? 1 : 0;
+      d[i] = op(d[i], s[i], RandomStream::Bits(block_key, low + static_cast<uint32_t>(i)));
+    }
+  } else if constexpr (F::kStochastic) {
+    for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i], RandomStream::Bits(block_key, low + static_cast<uint32_t>(i)));
+  } else if constexpr (F::kCountsSkips) {
+    for (size_t i = 0; i < n; ++i) {
+      skipped += Skips(op, s[i]) ? 1 : 0;
+      d[i] = op(d[i], s[i], 0u);
+    }
+  } else if constexpr (F::kReadsDst) {
+    for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i], 0u);
+  } else {
+    for (size_t i = 0; i < n; ++i) d[i] = op(D{}, s[i], 0u);
+  }
+  return skipped;
+}
+
+// The elements [first, first + n) of tensor `tensor`: split where the index's high half changes
+// (only past 2^32 elements), so each run has one random key.
+template <typename F>
+size_t TransformLoop(void* dst, const void* src, size_t n, const F& f, size_t tensor, size_t first) {
   using D = typename F::Dst;
   using S = typename F::Src;
-  D* __restrict d = static_cast<D*>(dst);
-  const S* __restrict s = static_cast<const S*>(src);
-  const F op = f;  // a local copy: stores through d cannot change its fields
-  if constexpr (F::kReadsDst) {
-    for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i]);
+  D* d = static_cast<D*>(dst);
+  const S* s = static_cast<const S*>(src);
+  const F op = ForTensor(f, tensor);  // a local copy: stores through d cannot change its fields
+  if constexpr (!F::kStochastic) {
+    return RunLoop(d, s, n, op, 0u, 0u);
   } else {
-    for (size_t i = 0; i < n; ++i) d[i] = op(D{}, s[i]);
+    size_t skipped = 0;
+    for (size_t done = 0; done < n;) {
+      const uint64_t at = static_cast<uint64_t>(first) + done;
+      const uint64_t to_block_end = (uint64_t{1} << 32) - (at & 0xFFFFFFFFu);
+      const size_t run = static_cast<size_t>(std::min<uint64_t>(n - done, to_block_end));
+      skipped += RunLoop(d + done, s + done, run, op, op.stream.KeyOfBlock(static_cast<uint32_t>(at >> 32)),
+                         static_cast<uint32_t>(at));
+      done += run;
+    }
+    return skipped;
   }
 }
 
@@ -39,13 +80,16 @@ size_t CountNonFiniteLoop(const void* values, size_t n) {
   return count;
 }
 
-void Update(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow, const void* param,
-            size_t n) {
-  WithUpdateOp(u, shadow_dtype, param_type, [&](const auto& op) { TransformLoop(shadow, param, n, op); });
+size_t Update(UpdateDescription u, DType shadow_dtype, ParamType param_type, void* shadow, const void* param, size_t n,
+              size_t tensor, size_t first) {
+  size_t skipped = 0;
+  WithUpdateOp(u, shadow_dtype, param_type,
+               [&](const auto& op) { skipped = TransformLoop(shadow, param, n, op, tensor, first); });
+  return skipped;
 }
 
 void Convert(DType from_dtype, DType to_dtype, const void* from, void* to, size_t n) {
-  WithConvertOp(from_dtype, to_dtype, [&](const auto& op) { TransformLoop(to, from, n, op); });
+  WithConvertOp(from_dtype, to_dtype, [&](const auto& op) { TransformLoop(to, from, n, op, 0, 0); });
 }
 
 size_t CountNonFinite(DType dtype, const void* values, size_t n) {

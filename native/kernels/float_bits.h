@@ -1,4 +1,5 @@
-// Bit-exact conversions between float32 and the 16-bit formats, round to nearest even.
+// Bit-exact conversions between float32 and the 16-bit formats: round to nearest even, and
+// stochastic rounding (up or down with probability by distance) from caller-given random bits.
 //
 // Written branch-free (selects, integer and float adds) so that the same code vectorises in the CPU
 // loops and runs unchanged in CUDA kernels. Relies on IEEE float32 arithmetic in the default
@@ -89,6 +90,36 @@ MODEL_EMA_HD_INLINE float HalfBitsToFloat(uint16_t h) {
 
   uint32_t out = exponent == (0x1Fu << 23) ? inf_nan : exponent == 0 ? subnormal : normal;
   return BitsFloat(out | sign);
+}
+
+// Stochastic rounding to bfloat16: add 16 random bits below the kept half and truncate, so a value
+// a fraction q of the way from one bfloat16 (toward zero) to the next rounds up with probability q
+// exactly (q is a multiple of 2^-16). Sign-magnitude bits make this work for either sign and for
+// subnormals; a carry into the exponent is the correct next value (infinity above the largest
+// finite one). NaNs round as to nearest (quiet). Branch-free: it vectorises like the nearest one.
+MODEL_EMA_HD_INLINE uint16_t FloatToBFloat16BitsStochastic(float f, uint32_t random) {
+  uint32_t u = FloatBits(f);
+  uint32_t rounded = (u + (random & 0xFFFFu)) >> 16;
+  return f != f ? FloatToBFloat16Bits(f) : static_cast<uint16_t>(rounded);
+}
+
+// Stochastic rounding to binary16, for finite f of any magnitude: lo and hi are the binary16
+// values on either side of |f| (nearest even tells which side it is on), and |f| - lo and
+// (hi - lo) * u are exact in float32 (Sterbenz; hi - lo is a power of two and u a multiple of
+// 2^-24), so hi is chosen with probability (|f| - lo) / (hi - lo), to 2^-24. Beyond the largest
+// finite value hi is infinity and never chosen; infinities and NaNs round as to nearest.
+MODEL_EMA_HD_INLINE uint16_t FloatToHalfBitsStochastic(float f, uint32_t random) {
+  const uint16_t nearest = FloatToHalfBits(f);
+  const uint16_t sign = nearest & 0x8000u;
+  const uint16_t mag = nearest & 0x7FFFu;
+  const float a = BitsFloat(FloatBits(f) & 0x7FFFFFFFu);
+  const float v = HalfBitsToFloat(mag);
+  if (!(a < 65520.0f) || v == a) return nearest;  // NaN, infinite, overflowing, or exact
+  const uint16_t lo = static_cast<uint16_t>(v < a ? mag : mag - 1u);
+  const float low = HalfBitsToFloat(lo);
+  const float gap = HalfBitsToFloat(static_cast<uint16_t>(lo + 1u)) - low;
+  const float u = static_cast<float>(random >> 8) * 5.9604644775390625e-8f;  // [0, 1) in steps of 2^-24
+  return static_cast<uint16_t>(sign | (u * gap < a - low ? lo + 1u : lo));
 }
 
 }  // namespace model_ema

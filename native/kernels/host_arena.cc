@@ -7,47 +7,11 @@
 #include <new>
 #include <stdexcept>
 
+#include "pieces.h"
+
 namespace model_ema {
 
 namespace {
-
-// Piece boundaries fall on multiples of this many elements so that two threads never write the
-// same cache line of the arena (parameter buffers written by copyTo may still share one: slower,
-// never wrong).
-constexpr size_t kSplitGranule = 64;
-
-// Splits the layout's padded element range evenly between threads and calls
-// piece(tensor, first_element, count) for each part of each tensor a thread owns.
-template <typename Piece>
-void ForEachPiece(const CpuContext& cpu, const ArenaLayout& layout, const Piece& piece) {
-  const std::vector<size_t>& offsets = layout.offsets();
-  const size_t total = offsets.back();
-  if (total == 0) return;
-  unsigned parts = 1;
-  if (total >= cpu.parallel_threshold && cpu.pool != nullptr) {
-    parts = std::min(cpu.max_threads, cpu.pool->threads());
-    parts = static_cast<unsigned>(std::min<size_t>(parts, total / kSplitGranule + 1));
-    parts = std::max(parts, 1u);
-  }
-  auto run_part = [&](unsigned part) {
-    size_t per_part = (total / parts + kSplitGranule - 1) / kSplitGranule * kSplitGranule;
-    size_t begin = std::min(total, per_part * part);
-    size_t end = part + 1 == parts ? total : std::min(total, per_part * (part + 1));
-    // Last tensor starting at or before `begin` (or the first, when padding precedes it).
-    size_t t = std::upper_bound(offsets.begin(), offsets.end() - 1, begin) - offsets.begin();
-    t = t > 0 ? t - 1 : 0;
-    for (; t < layout.tensor_count() && offsets[t] < end; ++t) {
-      size_t lo = std::max(begin, offsets[t]) - offsets[t];
-      size_t hi = std::min(end, offsets[t] + layout.size(t));
-      if (hi > offsets[t] + lo) piece(t, lo, hi - offsets[t] - lo);
-    }
-  };
-  if (parts == 1) {
-    run_part(0);
-  } else {
-    cpu.pool->Run(parts, run_part);
-  }
-}
 
 const uint8_t* At(const void* base, size_t element, size_t element_size) {
   return static_cast<const uint8_t*>(base) + element * element_size;
@@ -75,13 +39,17 @@ HostArena::HostArena(DType dtype, std::vector<size_t> sizes) : Arena(ArenaLayout
   }
 }
 
-void HostArena::UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) {
+size_t HostArena::UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) {
   const DType sd = dtype();
   const size_t s_size = DTypeSize(sd);
+  std::atomic<size_t> skipped{0};
   ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {
     const ParamBuffer& p = params[t];
-    cpu.kernels->update(u, sd, p.type, At(tensor(t), first, s_size), At(p.data, first, ParamTypeSize(p.type)), count);
+    size_t n = cpu.kernels->update(u, sd, p.type, At(tensor(t), first, s_size), At(p.data, first, ParamTypeSize(p.type)),
+                                   count, t, first);
+    if (n != 0) skipped.fetch_add(n, std::memory_order_relaxed);
   });
+  return skipped.load();
 }
 
 void HostArena::CopyFromParams(const CpuContext& cpu, const ParamList& params) {

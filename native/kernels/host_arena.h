@@ -34,7 +34,7 @@ class HostArena final : public Arena {
   ParamList AsParams();
 
  protected:
-  void UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) override;
+  size_t UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) override;
 
  private:
   struct Free {

@@ -13,11 +13,14 @@
 namespace model_ema {
 namespace multi_tensor {
 
-// count elements read at src and written at dst (dst is null for reductions).
+// count elements read at src and written at dst (dst is null for reductions): the elements
+// [first, first + count) of arena tensor `tensor` (0 where nothing depends on it).
 struct Span {
   void* dst;
   const void* src;
   size_t count;
+  size_t tensor = 0;
+  size_t first = 0;
 };
 
 // Calls launch(table, blocks) for each table; dst_size and src_size are the element sizes.
@@ -47,6 +50,8 @@ void ForEachChunkTable(const std::vector<Span>& spans, size_t dst_size, size_t s
       table.dst[t] = span.dst == nullptr ? nullptr : static_cast<uint8_t*>(span.dst) + done * dst_size;
       table.src[t] = static_cast<const uint8_t*>(span.src) + done * src_size;
       table.count[t] = static_cast<int64_t>(take);
+      table.first[t] = static_cast<int64_t>(span.first + done);
+      table.tensor[t] = static_cast<int32_t>(span.tensor);
       table.first_block[t] = blocks;
       blocks += static_cast<int32_t>(chunks);
       done += take;

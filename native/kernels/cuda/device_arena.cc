@@ -71,17 +71,11 @@ class DeviceArena final : public Arena {
 
   size_t CountNonFinite(const CpuContext&) const override {
     DeviceGuard guard(device());
-    if (!counter_.get()) counter_ = DeviceBuffer(device(), sizeof(unsigned long long), "non-finite counter");
-    unsigned long long* total = static_cast<unsigned long long*>(counter_.get());
-    CheckCuda(cudaMemsetAsync(total, 0, sizeof *total, stream()), "cudaMemsetAsync (non-finite counter)");
+    unsigned long long* total = ZeroedCounter();
     std::vector<Span> spans;
     for (size_t t = 0; t < layout().tensor_count(); ++t) spans.push_back({nullptr, Tensor(t), layout().size(t)});
     LaunchCountNonFinite(stream(), dtype(), spans, total);
-    unsigned long long count = 0;
-    CheckCuda(cudaMemcpyAsync(&count, total, sizeof count, cudaMemcpyDeviceToHost, stream()),
-              "cudaMemcpyAsync (non-finite count, device to host)");
-    pipeline_.Synchronize("count non-finite");
-    return static_cast<size_t>(count);
+    return ReadCounter(total, "non-finite count");
   }
 
   void ReadTensor(const CpuContext& host, size_t t, ParamBuffer out) const override {
@@ -106,10 +100,16 @@ class DeviceArena final : public Arena {
   const void* block() const override { return block_.get(); }
 
  protected:
-  void UpdateShadows(const CpuContext& host, const ParamList& params, UpdateDescription u) override {
+  size_t UpdateShadows(const CpuContext& host, const ParamList& params, UpdateDescription u) override {
+    if (ChooseStagingBytes(layout(), params) == 0) return 0;  // nothing to update
+    DeviceGuard guard(device());
+    // Every chunk's kernels run on the pipeline's streams; the counter is read after all of them.
+    const bool counts = u.non_finite == NonFinitePolicy::kSkipElement;
+    unsigned long long* skipped = counts ? ZeroedCounter() : nullptr;
     Stage(host, params, StagingDirection::kToArena, [&](cudaStream_t stream, ParamType type, const std::vector<Span>& spans) {
-      LaunchUpdate(stream, u, dtype(), type, spans);
+      LaunchUpdate(stream, u, dtype(), type, spans, skipped);
     });
+    return counts ? ReadCounter(skipped, "skipped elements") : 0;
   }
 
  private:
@@ -118,6 +118,25 @@ class DeviceArena final : public Arena {
   cudaStream_t stream() const { return pipeline_.stream(0); }
   void* Tensor(size_t t) const { return static_cast<uint8_t*>(block_.get()) + layout().byte_offset(t); }
   size_t TensorBytes(size_t t) const { return layout().size(t) * DTypeSize(dtype()); }
+
+  // The scratch counter, zeroed on the arena's stream (the caller holds a DeviceGuard).
+  unsigned long long* ZeroedCounter() const {
+    if (!counter_.get()) counter_ = DeviceBuffer(device(), sizeof(unsigned long long), "kernel counter");
+    auto* counter = static_cast<unsigned long long*>(counter_.get());
+    CheckCuda(cudaMemsetAsync(counter, 0, sizeof *counter, stream()), "cudaMemsetAsync (zero the kernel counter)");
+    pipeline_.Synchronize("zero the kernel counter");  // before any stream of the pipeline adds to it
+    return counter;
+  }
+
+  // The counter's value once every stream of the pipeline is done.
+  size_t ReadCounter(unsigned long long* counter, const char* what) const {
+    pipeline_.Synchronize(what);
+    unsigned long long value = 0;
+    CheckCuda(cudaMemcpyAsync(&value, counter, sizeof value, cudaMemcpyDeviceToHost, stream()),
+              std::string("cudaMemcpyAsync (") + what + ", device to host)");
+    pipeline_.Synchronize(what);
+    return static_cast<size_t>(value);
+  }
 
   // A synchronous copy on the arena's stream (never the legacy default stream).
   void Copy(void* to, const void* from, size_t bytes, cudaMemcpyKind kind, const char* what) const {

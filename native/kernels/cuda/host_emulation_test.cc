@@ -57,15 +57,20 @@ void RunGrid(const ChunkTable& table, int32_t blocks, const Block& block) {
 }
 
 // One emulated launch sequence of `op`, as LaunchTransform (multi_tensor_kernels.cu) queues it.
+// Returns the skipped elements, summed over every thread as the kernel's atomics sum them.
 template <typename F>
-void EmulateTransform(const F& op, const std::vector<Span>& spans) {
+size_t EmulateTransform(const F& op, const std::vector<Span>& spans) {
+  size_t skipped = 0;
   multi_tensor::ForEachChunkTable(spans, sizeof(typename F::Dst), sizeof(typename F::Src), [&](const ChunkTable& table, int32_t blocks) {
-    RunGrid(table, blocks, [&](int32_t b, int t) { multi_tensor::TransformBlock(table, b, t, kBlockThreads, op); });
+    RunGrid(table, blocks, [&](int32_t b, int t) { skipped += multi_tensor::TransformBlock(table, b, t, kBlockThreads, op); });
   }, max_blocks);
+  return skipped;
 }
 
-void EmulateUpdate(UpdateDescription u, DType s, ParamType p, const std::vector<Span>& spans) {
-  WithUpdateOp(u, s, p, [&](const auto& op) { EmulateTransform(op, spans); });
+size_t EmulateUpdate(UpdateDescription u, DType s, ParamType p, const std::vector<Span>& spans) {
+  size_t skipped = 0;
+  WithUpdateOp(u, s, p, [&](const auto& op) { skipped = EmulateTransform(op, spans); });
+  return skipped;
 }
 
 void EmulateConvert(DType from, DType to, const std::vector<Span>& spans) {
@@ -85,8 +90,10 @@ size_t EmulateCount(DType dtype, const std::vector<Span>& spans) {
 
 // What the device arena's Stage does (device_arena.cc), with host memory standing in for the device's.
 enum class Op { kUpdate, kCopyFromParams, kCopyToParams };
-void EmulateStaged(const CpuContext& cpu, Op op, HostArena& device, const ParamList& params, size_t capacity,
-                   UpdateDescription u) {
+// Returns the elements the update skipped.
+size_t EmulateStaged(const CpuContext& cpu, Op op, HostArena& device, const ParamList& params, size_t capacity,
+                     UpdateDescription u) {
+  size_t skipped = 0;
   const StagingPlan plan = PlanStaging(device.layout(), params, capacity);
   std::vector<uint64_t> staging_words(capacity / 8 + 1);
   void* staging = staging_words.data();
@@ -97,7 +104,7 @@ void EmulateStaged(const CpuContext& cpu, Op op, HostArena& device, const ParamL
     for (ParamType type : {ParamType::kFloat32, ParamType::kFloat64}) {
       std::vector<Span> spans = ChunkSpans(plan, chunk, device.layout(), device.data(), staging, params, type, direction);
       if (spans.empty()) continue;
-      if (op == Op::kUpdate) EmulateUpdate(u, device.dtype(), type, spans);
+      if (op == Op::kUpdate) skipped += EmulateUpdate(u, device.dtype(), type, spans);
       if (op == Op::kCopyFromParams) EmulateConvert(AsDType(type), device.dtype(), spans);
       if (op == Op::kCopyToParams) EmulateConvert(device.dtype(), AsDType(type), spans);
     }
@@ -112,6 +119,7 @@ void EmulateStaged(const CpuContext& cpu, Op op, HostArena& device, const ParamL
   for (size_t t = 0; t < device.layout().tensor_count(); ++t) {
     Expect(next[t] == device.layout().size(t), "segments cover each tensor");
   }
+  return skipped;
 }
 
 bool SameBytes(const void* a, const void* b, size_t n) { return n == 0 || std::memcmp(a, b, n) == 0; }
@@ -156,11 +164,22 @@ void RunCase(const CpuContext& cpu, DType dtype, const std::vector<size_t>& size
   reference.CopyFromParams(cpu, first.buffers);
   EmulateStaged(cpu, Op::kCopyFromParams, device, first.buffers, capacity, {});
   Expect(SameBytes(reference.data(), device.data(), bytes), what + ": copy from params");
-  // Decay 0 runs the update's copy rule (decay 1 runs nothing: Arena::Update skips it).
+  // Decay 0 runs the update's copy rule (decay 1 runs nothing: Arena::Update skips it). Each
+  // decay with every non-finite policy the kernels see and both roundings (the parameters hold a
+  // few NaNs and infinities): same bytes, same count of skipped elements.
+  uint64_t update_index = 0;
   for (double decay : {0.9, 0.999, 0.0, 0.5}) {
-    reference.Update(cpu, second.buffers, UpdateDescription{decay});
-    EmulateStaged(cpu, Op::kUpdate, device, second.buffers, capacity, UpdateDescription{decay});
-    Expect(SameBytes(reference.data(), device.data(), bytes), what + ": update decay " + std::to_string(decay));
+    for (NonFinitePolicy policy : {NonFinitePolicy::kPropagate, NonFinitePolicy::kSkipElement}) {
+      for (Rounding rounding : {Rounding::kNearest, Rounding::kStochastic}) {
+        UpdateDescription u{decay, policy, rounding, 0x5EEDull, update_index++};
+        const std::string how = what + ": update decay " + std::to_string(decay) + " policy " +
+                                std::to_string(static_cast<int>(policy)) + " rounding " + std::to_string(static_cast<int>(rounding));
+        const size_t ref_skipped = reference.Update(cpu, second.buffers, u);
+        const size_t dev_skipped = EmulateStaged(cpu, Op::kUpdate, device, second.buffers, capacity, u);
+        Expect(SameBytes(reference.data(), device.data(), bytes), how);
+        Expect(ref_skipped == dev_skipped, how + ": skipped " + std::to_string(ref_skipped) + " vs " + std::to_string(dev_skipped));
+      }
+    }
     if (decay == 0.0) second = MakeParams(sizes, type_mix, 0, rng);
   }
   Params out_ref = MakeParams(sizes, type_mix, 1, rng), out_dev = MakeParams(sizes, type_mix, 1, rng);
@@ -196,8 +215,8 @@ void CheckMisalignedSpans(std::mt19937_64& rng) {
     const float* src = params + shift;
     EmulateConvert(DType::kFloat32, DType::kFloat32, {{copy.data() + (3 - shift), src, n}});
     Expect(SameBytes(copy.data() + (3 - shift), src, n * 4), "misaligned copy, shift " + std::to_string(shift));
-    const UpdateShadow<float, float, UpdateRule::kAverage> op{0.125f};
-    for (size_t i = 0; i < n; ++i) expected[3 - shift + i] = op(expected[3 - shift + i], src[i]);
+    const UpdateShadow<float, float, UpdateRule::kAverage> op{0.125f, 0, 0, {}};
+    for (size_t i = 0; i < n; ++i) expected[3 - shift + i] = op(expected[3 - shift + i], src[i], 0u);
     EmulateUpdate(UpdateDescription{0.875}, DType::kFloat32, ParamType::kFloat32, {{shadow.data() + (3 - shift), src, n}});
     Expect(SameBytes(shadow.data(), expected.data(), shadow.size() * 4), "misaligned update, shift " + std::to_string(shift));
   }

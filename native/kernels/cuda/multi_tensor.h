@@ -25,14 +25,19 @@ constexpr int kBlockThreads = 256;
 // A multiple of kBlockThreads times the widest vector (8 elements), so that every chunk but a
 // tensor's last is covered by whole vectors and chunk starts keep the tensor's alignment.
 constexpr int64_t kChunkElements = 8192;
-constexpr int kMaxTensors = 128;
+// Ranges per launch: as many as fit the 4 KiB kernel argument space (see ChunkTable).
+constexpr int kMaxTensors = 88;
 constexpr int32_t kMaxBlocksPerTable = 1 << 20;
 
 struct ChunkTable {
   void* dst[kMaxTensors];        // null for reductions
   const void* src[kMaxTensors];
   int64_t count[kMaxTensors];    // elements
-  // The block-to-(tensor, chunk) map: block b works on tensor t where
+  // Where each range sits in the arena: its tensor and the index of its first element there
+  // (what stochastic rounding's random bits depend on).
+  int64_t first[kMaxTensors];
+  int32_t tensor[kMaxTensors];
+  // The block-to-(tensor, chunk) map: block b works on range t where
   // first_block[t] <= b < first_block[t + 1], on its chunk b - first_block[t].
   int32_t first_block[kMaxTensors + 1];
   int32_t tensors;
@@ -77,14 +82,24 @@ MODEL_EMA_HD_INLINE bool PackAligned(const T* p) {
   return reinterpret_cast<uintptr_t>(p) % sizeof(Pack<T, E>) == 0;
 }
 
-// This thread's share of dst[i] = f(dst[i], src[i]) over n elements, for any functor of
-// element_ops.h (dst[i] is not loaded when the functor does not read it).
+// This thread's share of dst[i] = f(dst[i], src[i], bits) over n elements whose first is element
+// `index` of its tensor, for any functor of element_ops.h already bound to that tensor (ForTensor).
+// dst[i] is not loaded when the functor does not read it. Returns how many elements it skipped.
 template <typename F>
-MODEL_EMA_HD_INLINE void TransformChunk(typename F::Dst* dst, const typename F::Src* src, int64_t n, int thread,
-                                        int threads, const F& f) {
+MODEL_EMA_HD_INLINE uint32_t TransformChunk(typename F::Dst* dst, const typename F::Src* src, int64_t n, int thread,
+                                            int threads, const F& f, int64_t index) {
   using D = typename F::Dst;
   using S = typename F::Src;
   constexpr int E = kPackElements<D, S>;
+  uint32_t skipped = 0;
+  auto bits = [&](int64_t i) -> uint32_t {
+    if constexpr (F::kStochastic) {
+      return f.stream.At(static_cast<uint64_t>(index + i));
+    } else {
+      (void)i;
+      return 0u;
+    }
+  };
   int64_t vector_end = 0;
   if (PackAligned<D, E>(dst) && PackAligned<S, E>(src)) {
     vector_end = n / E * E;
@@ -94,26 +109,34 @@ MODEL_EMA_HD_INLINE void TransformChunk(typename F::Dst* dst, const typename F::
       const Pack<S, E> s = src_packs[i];
       Pack<D, E> d{};
       if constexpr (F::kReadsDst) d = dst_packs[i];
-      for (int k = 0; k < E; ++k) d.v[k] = f(d.v[k], s.v[k]);
+      for (int k = 0; k < E; ++k) {
+        skipped += Skips(f, s.v[k]) ? 1u : 0u;
+        d.v[k] = f(d.v[k], s.v[k], bits(i * E + k));
+      }
       dst_packs[i] = d;
     }
   }
   for (int64_t i = vector_end + thread; i < n; i += threads) {
+    skipped += Skips(f, src[i]) ? 1u : 0u;
     if constexpr (F::kReadsDst) {
-      dst[i] = f(dst[i], src[i]);
+      dst[i] = f(dst[i], src[i], bits(i));
     } else {
-      dst[i] = f(D{}, src[i]);
+      dst[i] = f(D{}, src[i], bits(i));
     }
   }
+  return skipped;
 }
 
 // One block's chunk of dst = f(dst, src): the update, and every conversion (parameters into an
-// arena, an arena into parameters, arena to arena), in one kernel shape.
+// arena, an arena into parameters, arena to arena), in one kernel shape. Returns this thread's
+// count of skipped elements.
 template <typename F>
-MODEL_EMA_HD_INLINE void TransformBlock(const ChunkTable& table, int32_t block, int thread, int threads, const F& f) {
+MODEL_EMA_HD_INLINE uint32_t TransformBlock(const ChunkTable& table, int32_t block, int thread, int threads, const F& f) {
   const BlockWork w = WorkOfBlock(table, block);
-  TransformChunk(static_cast<typename F::Dst*>(table.dst[w.tensor]) + w.first,
-                 static_cast<const typename F::Src*>(table.src[w.tensor]) + w.first, w.count, thread, threads, f);
+  const F op = ForTensor(f, static_cast<uint64_t>(table.tensor[w.tensor]));
+  return TransformChunk(static_cast<typename F::Dst*>(table.dst[w.tensor]) + w.first,
+                        static_cast<const typename F::Src*>(table.src[w.tensor]) + w.first, w.count, thread, threads, op,
+                        table.first[w.tensor] + w.first);
 }
 
 // How many of this thread's elements of the block's chunk are NaN or infinite.

@@ -122,9 +122,9 @@ std::vector<multi_tensor::Span> ChunkSpans(const StagingPlan& plan, const Staged
     uint8_t* a = static_cast<uint8_t*>(arena) + layout.byte_offset(seg.tensor) + seg.first * storage;
     uint8_t* p = static_cast<uint8_t*>(staging) + seg.offset;
     if (direction == StagingDirection::kToArena) {
-      spans.push_back({a, p, seg.count});
+      spans.push_back({a, p, seg.count, seg.tensor, seg.first});
     } else {
-      spans.push_back({p, a, seg.count});
+      spans.push_back({p, a, seg.count, seg.tensor, seg.first});
     }
   }
   return spans;
