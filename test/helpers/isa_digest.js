@@ -1,6 +1,6 @@
 // Prints a digest of every kernel's output on a fixed workload, using the CPU kernels that
-// MODEL_EMA_CPU_ISA allows. test/kernels_isa.test.ts runs it once per instruction set: the bits
-// must not depend on which one ran.
+// MODEL_EMA_CPU_ISA allows and the threads MODEL_EMA_THREADS allows. test/kernels_isa.test.ts runs
+// it once per instruction set and thread count: the bits must not depend on which one ran.
 const crypto = require('node:crypto');
 const path = require('node:path');
 const binding = require('node-gyp-build')(path.join(__dirname, '..', '..'));
@@ -23,6 +23,14 @@ for (const dtype of ['float32', 'float64', 'float16', 'bfloat16']) {
     const arena = new binding.ShadowArena(dtype, sizes);
     arena.copyFrom(sizes.map((n, i) => values(n, i + 1, Ctor)));
     arena.update(sizes.map((n, i) => values(n, i + 100, Ctor)), { decay: 0.9 });
+    // The guard and stochastic rounding: parameters with NaN and infinities at every 13th element.
+    const bad = sizes.map((n, i) => values(n, i + 200, Ctor).map((v, j) => (j % 13 === 5 ? [NaN, Infinity, -Infinity][j % 3] : v)));
+    for (const nonFinite of ['skip-element', 'skip-update', 'propagate']) {
+      for (const rounding of ['stochastic', 'nearest']) {
+        const found = arena.update(bad, { decay: 0.75, nonFinite, rounding, seed: 12345, updateIndex: 7 });
+        hash.update(`${nonFinite} ${rounding} ${found};`);
+      }
+    }
     const out = sizes.map((n) => new Ctor(n));
     arena.copyTo(out);
     for (const o of out) hash.update(Buffer.from(o.buffer));
