@@ -68,7 +68,7 @@ function nativeSetup({ dtype, api }) {
   };
 }
 
-function modelEmaSetup({ dtype, api }) {
+function modelEmaSetup({ dtype, api, options = {} }) {
   return (workload) => {
     const indexPath = path.join(repoRoot, 'dist', 'index.js');
     if (!fs.existsSync(indexPath)) {
@@ -80,7 +80,7 @@ function modelEmaSetup({ dtype, api }) {
     }
     const binding = loadNative();
     const params = initialParams(workload);
-    const ema = new ExponentialMovingAverage(params, { decay: DECAY, dtype });
+    const ema = new ExponentialMovingAverage(params, { decay: DECAY, dtype, ...options });
     shift(params);
     let copies = null;
     const isAsync = api === 'updateAsync';
@@ -193,6 +193,16 @@ for (const api of ['update', 'updateAsync']) {
       });
     }
   }
+}
+// The non-finite guards (all parameters finite: what every healthy step pays) and stochastic
+// rounding, each against the plain update of the same dtype in the report.
+for (const [suffix, dtype, options] of [
+  ['f32-skip-element', 'float32', { nonFinite: 'skip-element' }],
+  ['f32-skip-update', 'float32', { nonFinite: 'skip-update' }],
+  ['bf16-stochastic', 'bfloat16', { rounding: 'stochastic' }],
+]) {
+  const what = options.nonFinite ?? 'stochastic rounding';
+  add({ id: `model-ema-update-${suffix}`, family: 'model-ema', label: `model-ema update, ${what}`, dtype, cost: 'native', setup: modelEmaSetup({ dtype, api: 'update', options }) });
 }
 add({ id: 'native-update-f32', family: 'native', label: 'native arena update', cost: 'native', setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
 add({ id: 'native-update-f32-1t', family: 'native', label: 'native arena update', cost: 'native', threads: 1, setup: nativeSetup({ dtype: 'float32', api: 'update' }) });

@@ -102,6 +102,17 @@ struct Saturation<Half> {
   }
 };
 
+// yes ? a : b for any element type; 16-bit types select their bits (a select of the structs is an
+// aggregate copy, which GCC does not vectorise).
+template <typename T>
+MODEL_EMA_HD_INLINE T Select(bool yes, T a, T b) {
+  if constexpr (std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>) {
+    return T{static_cast<uint16_t>(yes ? a.bits : b.bits)};
+  } else {
+    return yes ? a : b;
+  }
+}
+
 // A computed shadow value (in the shadow's compute type) into storage, nearest or stochastic.
 template <typename S, bool kStochastic>
 MODEL_EMA_HD_INLINE S StoreShadow(ComputeOf<S> v, uint32_t random) {
@@ -148,8 +159,16 @@ struct UpdateShadow {
 
   MODEL_EMA_HD_INLINE S operator()(S shadow, P param, uint32_t random) const {
     if constexpr (kSkipNonFinite) {
-      if (!IsFiniteValue(Storage<P>::Load(param))) return shadow;
+      // Computed for every element, then selected: a select vectorises where an early return does not.
+      const S updated = Unguarded(shadow, param, random);
+      return Select(IsFiniteValue(Storage<P>::Load(param)), updated, shadow);
+    } else {
+      return Unguarded(shadow, param, random);
     }
+  }
+
+ private:
+  MODEL_EMA_HD_INLINE S Unguarded(S shadow, P param, uint32_t random) const {
     using C = ComputeOf<S>;
     if constexpr (kRule == UpdateRule::kKeep) {
       return shadow;

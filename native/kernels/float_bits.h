@@ -106,20 +106,20 @@ MODEL_EMA_HD_INLINE uint16_t FloatToBFloat16BitsStochastic(float f, uint32_t ran
 // Stochastic rounding to binary16, for finite f of any magnitude: lo and hi are the binary16
 // values on either side of |f| (nearest even tells which side it is on), and |f| - lo and
 // (hi - lo) * u are exact in float32 (Sterbenz; hi - lo is a power of two and u a multiple of
-// 2^-24), so hi is chosen with probability (|f| - lo) / (hi - lo), to 2^-24. Beyond the largest
-// finite value hi is infinity and never chosen; infinities and NaNs round as to nearest.
+// 2^-24), so hi is chosen with probability (|f| - lo) / (hi - lo), to 2^-24 (an exact |f| gives
+// 0). Infinities, NaNs and values beyond the largest finite one round as to nearest. Selects
+// only, no branches, so that the loop vectorises.
 MODEL_EMA_HD_INLINE uint16_t FloatToHalfBitsStochastic(float f, uint32_t random) {
   const uint16_t nearest = FloatToHalfBits(f);
-  const uint16_t sign = nearest & 0x8000u;
-  const uint16_t mag = nearest & 0x7FFFu;
+  const uint32_t sign = nearest & 0x8000u;
+  const uint32_t mag = nearest & 0x7FFFu;
   const float a = BitsFloat(FloatBits(f) & 0x7FFFFFFFu);
-  const float v = HalfBitsToFloat(mag);
-  if (!(a < 65520.0f) || v == a) return nearest;  // NaN, infinite, overflowing, or exact
-  const uint16_t lo = static_cast<uint16_t>(v < a ? mag : mag - 1u);
-  const float low = HalfBitsToFloat(lo);
+  const uint32_t lo = HalfBitsToFloat(static_cast<uint16_t>(mag)) > a ? mag - 1u : mag;
+  const float low = HalfBitsToFloat(static_cast<uint16_t>(lo));
   const float gap = HalfBitsToFloat(static_cast<uint16_t>(lo + 1u)) - low;
   const float u = static_cast<float>(random >> 8) * 5.9604644775390625e-8f;  // [0, 1) in steps of 2^-24
-  return static_cast<uint16_t>(sign | (u * gap < a - low ? lo + 1u : lo));
+  const uint32_t rounded = sign | (u * gap < a - low ? lo + 1u : lo);
+  return static_cast<uint16_t>(a < 65520.0f ? rounded : nearest);
 }
 
 }  // namespace model_ema
