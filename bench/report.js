@@ -3,6 +3,7 @@
 // and the JSON + SVG files under bench/results/.
 const fs = require('node:fs');
 const path = require('node:path');
+const { comparisons, formatComparisonLine, renderSvg } = require('./chart');
 
 // Bytes one update must move per parameter: read shadow, read parameter (float32), write shadow.
 const BYTES_PER_PARAM = { float32: 12, float64: 20, float16: 8, bfloat16: 8 };
@@ -90,6 +91,9 @@ function formatTable(rows, workloads) {
     ];
     const cell = ([, width, , align], text) => (align === 'left' ? text.padEnd(width) : text.padStart(width));
     lines.push(`${workload.name} (${workload.sizes.length} tensors, ${workload.total.toLocaleString('en-US')} parameters)`);
+    // The user's comparison first; the rows below are the internals.
+    const [comparison] = comparisons({ workloads: [{ name: workload.name, tensors: workload.sizes.length, params: workload.total }], results: rows });
+    lines.push(formatComparisonLine(comparison));
     lines.push(cols.map((c) => cell(c, c[0])).join('  '));
     for (const r of rows.filter((x) => x.workload === workload.name)) {
       if (r.status === 'ok') lines.push(cols.map((c) => cell(c, c[2](r))).join('  '));
@@ -209,91 +213,6 @@ function writeResults({ outDir, machine, mode, partial, workloads, rows, targets
   fs.writeFileSync(`${base}.json`, JSON.stringify(doc, null, 2) + '\n');
   fs.writeFileSync(`${base}.svg`, renderSvg(doc));
   return { json: `${base}.json`, svg: `${base}.svg` };
-}
-
-// ---- SVG: one group of horizontal bars per workload, log-scale ms per update ----
-
-const COLOURS = { ceiling: '#7f7f7f', 'model-ema': '#1f77b4', native: '#17becf', 'plain-js': '#ff7f0e', tfjs: '#9467bd' };
-
-function esc(text) {
-  return String(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-function decadeLabel(exp) {
-  const v = 10 ** exp;
-  return `${exp < 0 ? v.toFixed(-exp) : v.toFixed(0)} ms`;
-}
-
-function renderSvg(doc) {
-  const width = 1060;
-  const labelW = 300;
-  const plotX = labelW + 10;
-  const plotW = 520;
-  const rowH = 18;
-  const headH = 28;
-  const top = 64;
-  const ok = doc.results.filter((r) => r.status === 'ok');
-  const values = ok.flatMap((r) => [r.msP10, r.msP90, r.msMedian]).filter((v) => v > 0);
-  const lo = Math.floor(Math.log10(values.length ? Math.min(...values) : 0.01));
-  const hi = Math.max(lo + 1, Math.ceil(Math.log10(values.length ? Math.max(...values) : 1)));
-  const x = (v) => plotX + ((Math.log10(v) - lo) / (hi - lo)) * plotW;
-
-  const body = [];
-  let y = top;
-  for (const w of doc.workloads) {
-    body.push(`<text x="10" y="${y + 18}" class="group">${esc(w.name)}: ${w.tensors} tensors, ${w.params.toLocaleString('en-US')} parameters</text>`);
-    y += headH;
-    for (const r of doc.results.filter((row) => row.workload === w.name)) {
-      const threads = r.threads ? `, ${r.threads} thread${r.threads === 1 ? '' : 's'}` : '';
-      const label = `${r.label} (${r.dtype}${threads})`;
-      body.push(`<text x="${labelW}" y="${y + 13}" class="label" text-anchor="end">${esc(label)}</text>`);
-      if (r.status === 'ok') {
-        const end = x(r.msMedian);
-        body.push(`<rect x="${plotX}" y="${y + 3}" width="${Math.max(1, end - plotX).toFixed(1)}" height="${rowH - 6}" fill="${COLOURS[r.family] || '#444'}"><title>${esc(`${label}: ${formatMs(r.msMedian)} ms, p10 ${formatMs(r.msP10)}, p90 ${formatMs(r.msP90)}`)}</title></rect>`);
-        const mid = y + rowH / 2;
-        body.push(`<path d="M${x(r.msP10).toFixed(1)} ${mid}H${x(r.msP90).toFixed(1)}M${x(r.msP10).toFixed(1)} ${mid - 4}v8M${x(r.msP90).toFixed(1)} ${mid - 4}v8" class="whisker"/>`);
-        const text = `${formatMs(r.msMedian)} ms, ${fixed(r.gbPerS, 1)} GB/s` + (Number.isFinite(r.vsCeiling) ? `, ${ratio(r.vsCeiling, 2)}x ceiling` : '');
-        body.push(`<text x="${Math.max(end, x(r.msP90)) + 6}" y="${y + 13}" class="value">${esc(text)}</text>`);
-      } else {
-        body.push(`<text x="${plotX + 4}" y="${y + 13}" class="value muted">${esc(r.status)}</text>`);
-      }
-      y += rowH;
-    }
-    y += 8;
-  }
-  const bottom = y;
-
-  const grid = [];
-  for (let e = lo; e <= hi; e++) {
-    const gx = x(10 ** e);
-    grid.push(`<line x1="${gx.toFixed(1)}" y1="${top}" x2="${gx.toFixed(1)}" y2="${bottom}" class="major"/>`);
-    grid.push(`<text x="${gx.toFixed(1)}" y="${bottom + 16}" class="tick" text-anchor="middle">${decadeLabel(e)}</text>`);
-    if (e < hi) {
-      for (const m of [2, 5]) {
-        const mx = x(m * 10 ** e);
-        grid.push(`<line x1="${mx.toFixed(1)}" y1="${top}" x2="${mx.toFixed(1)}" y2="${bottom}" class="minor"/>`);
-      }
-    }
-  }
-  const names = { ceiling: 'C++ ceiling', 'model-ema': 'model-ema (public class)', native: 'native arena (no TS layer)', 'plain-js': 'plain JS loop', tfjs: 'TensorFlow.js ops' };
-  const legend = Object.entries(COLOURS).map(([family, colour], i) => {
-    const lx = 10 + i * 190;
-    return `<rect x="${lx}" y="${bottom + 30}" width="12" height="12" fill="${colour}"/><text x="${lx + 16}" y="${bottom + 40}" class="label">${esc(names[family])}</text>`;
-  });
-  const m = doc.machine;
-  const height = bottom + 56;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">`,
-    '<style>.group{font-size:14px;font-weight:bold}.label,.value{font-size:11px}.tick{font-size:11px;fill:#444}.muted{fill:#999}.major{stroke:#bbb}.minor{stroke:#eee}.whisker{stroke:#222;fill:none}</style>',
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="10" y="22" font-size="16" font-weight="bold">model-ema: milliseconds per EMA update (log scale, shorter is better; whiskers p10..p90)</text>`,
-    `<text x="10" y="42" class="label">${esc(`${m.cpuModel}, ${m.cores} cores, Node ${m.node}, model-ema ${m.modelEma && m.modelEma.version}, ${doc.date.slice(0, 10)}, ${doc.mode} run`)}</text>`,
-    ...grid,
-    ...body,
-    ...legend,
-    '</svg>',
-    '',
-  ].join('\n');
 }
 
 module.exports = { buildRows, formatTable, evaluateTargets, formatTargets, writeResults, renderSvg, formatMs, BYTES_PER_PARAM };

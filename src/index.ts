@@ -8,6 +8,15 @@ import { binding } from './native';
 import type { BackendInfo, CpuInfo } from './native';
 import { registerParameterKind } from './parameter_kinds';
 import { registerTfjsParameterKinds } from './tfjs/register';
+import type { LayerVariableLike, TfVariableLike } from './tfjs/variables';
+
+// The types of the kinds registered below join what a parameter can be (see ParameterTypes).
+declare module './parameters' {
+  interface ParameterTypes {
+    tfVariable: TfVariableLike;
+    layerVariable: LayerVariableLike;
+  }
+}
 
 registerParameterKind(typedArrayKind, TYPED_ARRAY_PRIORITY);
 registerTfjsParameterKinds();
@@ -19,7 +28,7 @@ export { sigmaRelToGamma } from './schedule_options';
 export { AveragedParametersScope } from './scope';
 export type { EmaStateDict } from './state_dict';
 export type { Device } from './device';
-export type { NamedParameter, Parameter } from './parameters';
+export type { NamedParameter, Parameter, ParameterTypes, ParameterValue } from './parameters';
 export type { ParamArray, ParameterKind } from './parameter_kinds';
 export { registerParameterKind } from './parameter_kinds';
 export type { StorageDType, CpuInfo, BackendInfo } from './native';

@@ -8,16 +8,28 @@ import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './param
 
 export type { ParamArray, ParameterKind };
 
-/** Anything a ParameterKind recognises: a Float32Array/Float64Array, or a tensor variable. */
-export type ParameterValue = ParamArray | object;
+/**
+ * What a parameter can be, by kind: the value types of the registered parameter kinds. The core
+ * knows typed arrays; the package entry adds the tfjs variables (src/index.ts), and a kind of your
+ * own adds its type by declaration merging, next to its `registerParameterKind` call:
+ *
+ *   declare module 'model-ema' { interface ParameterTypes { myTensor: MyTensor } }
+ */
+export interface ParameterTypes {
+  floatArray: ParamArray;
+}
+
+/** A value of a registered kind: a Float32Array/Float64Array, a tfjs variable, or a kind of your own. */
+export type ParameterValue = ParameterTypes[keyof ParameterTypes];
 
 /** A parameter with an explicit name (used in errors, state dicts and checkpoints). */
-export interface NamedParameter<V extends ParameterValue = ParamArray> {
+export interface NamedParameter<V extends ParameterValue = ParameterValue> {
   name: string;
   value: V;
 }
 
-export type Parameter = ParamArray | NamedParameter<ParameterValue> | object;
+/** What the EMA's methods take, one per tensor: a value of a registered kind, or `{ name, value }`. */
+export type Parameter = ParameterValue | NamedParameter;
 
 /** One parameter taken apart: its value, the kind that handles it, and its name. */
 export interface ParameterEntry {

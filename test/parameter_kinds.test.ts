@@ -14,6 +14,19 @@ class Tensor {
   ) {}
 }
 
+/** A class two kinds below both claim, told apart by the name they give its values. */
+class Dual {
+  readonly data = values(1);
+}
+
+// A kind's type joins what the EMA's methods accept, as the README tells users to do.
+declare module '../src' {
+  interface ParameterTypes {
+    testTensor: Tensor;
+    testDual: Dual;
+  }
+}
+
 let commits = 0;
 const tensorKind: ParameterKind<Tensor> = {
   label: 'Tensor',
@@ -91,10 +104,6 @@ describe('a custom parameter kind', () => {
 });
 
 describe('registerParameterKind()', () => {
-  // Two kinds for the same class, told apart by the name they give its values.
-  class Dual {
-    readonly data = values(1);
-  }
   const dualKind = (label: string): ParameterKind<Dual> => ({
     label,
     matches: (value): value is Dual => value instanceof Dual,

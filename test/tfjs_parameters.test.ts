@@ -310,6 +310,7 @@ describe('errors name the variable', () => {
 
   test('a tf.Tensor (immutable) is not a parameter: the error lists what is accepted', () => {
     const t = tf.ones([2]);
+    // @ts-expect-error the types refuse it too: a Tensor has no assign()
     expectError(() => new ExponentialMovingAverage([t], { decay: 0.9 }), {
       name: 'TypeError',
       message: ['tf.Variable', 'tf.LayerVariable', 'parameters[0]', 'received a Tensor'],
