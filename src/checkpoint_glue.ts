@@ -2,6 +2,7 @@
 // tensor, from the arenas), and a decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
 import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { ERROR_CODES } from './errors';
 import { parseLoadOptions } from './options';
 import { checkScheduleState, type ScheduleState } from './schedule_state';
 
@@ -27,7 +28,11 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
 
 /** A decoded checkpoint's schedule and counters; a file from before schedules means 'torch_ema' or 'constant' by its numUpdates. */
 export function checkpointScheduleState(decoded: DecodedCheckpoint): ScheduleState {
-  return checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
+  try {
+    return checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
+  } catch (error) {
+    throw Object.assign(error as Error, { code: ERROR_CODES.INVALID_CHECKPOINT }); // the file's fault, not an argument's
+  }
 }
 
 /** What a checkpoint must match to load into this EMA, with load()'s options checked. */

@@ -17,7 +17,7 @@ import {
 } from './checkpoint/ema_checkpoint';
 import { checkpointScheduleState, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
-import { checkUnitInterval, expectedTypeError } from './errors';
+import { checkUnitInterval, codedError, disposedError, expectedTypeError, withCode } from './errors';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, PerElementOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
 import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
@@ -58,7 +58,7 @@ export class ExponentialMovingAverage implements Disposable {
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
       const lost = e.kind.lostContents?.(e.value);
-      if (lost !== undefined) throw new TypeError(`parameters[${i}] ${lost.refused}`);
+      if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
     });
     this.#decay = decay;
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
@@ -198,7 +198,7 @@ export class ExponentialMovingAverage implements Disposable {
   /** Writes the store()d values back into the parameters; may be repeated. */
   restore(parameters?: Iterable<Parameter>): void {
     const { backup } = this.#idle('restore()');
-    if (backup === null) throw new Error('restore(): nothing is stored; call store() first');
+    if (backup === null) throw codedError('NOTHING_STORED', 'restore(): nothing is stored; call store() first');
     this.#resolve(parameters, 'restore()').write((targets) => backup.copyTo(targets));
   }
 
@@ -294,7 +294,7 @@ export class ExponentialMovingAverage implements Disposable {
   dispose(): void {
     if (this.#arenas.current === null) return;
     if (this.#queue.busy) {
-      throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
+      throw codedError('BUSY', 'Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
     }
     this.#arenas.dispose();
   }
@@ -324,7 +324,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   #open(operation: string): CurrentArenas {
     const arenas = this.#arenas.current;
-    if (arenas === null) throw new Error(`${operation}: this ExponentialMovingAverage has been disposed`);
+    if (arenas === null) throw disposedError(operation);
     return arenas;
   }
 
@@ -333,7 +333,7 @@ export class ExponentialMovingAverage implements Disposable {
   #idle(operation: string): CurrentArenas {
     const arenas = this.#open(operation);
     if (this.#queue.busy) {
-      throw new Error(`${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
+      throw codedError('BUSY', `${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
     }
     return arenas;
   }
@@ -342,7 +342,7 @@ export class ExponentialMovingAverage implements Disposable {
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
     const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
     if (this.#arenas.current === null) {
-      throw new Error(`${operation}: this ExponentialMovingAverage was disposed during the call (by the parameters' iterator or getters)`);
+      throw disposedError(operation, "was disposed during the call (by the parameters' iterator or getters)");
     }
     return resolved;
   }

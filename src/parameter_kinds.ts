@@ -3,7 +3,7 @@
 // branches on what a parameter is. Kinds are tried by priority, highest first, as onnxruntime tries
 // its backends; the entry points register the built-in ones (src/index.ts, src/tfjs/index.ts).
 import { types } from 'node:util';
-import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument } from './errors';
 
 /** A parameter buffer the kernels read and write directly. */
 export type ParamArray = Float32Array | Float64Array;
@@ -81,7 +81,7 @@ export function registerParameterKind<T extends object>(kind: ParameterKind<T>, 
   if (!Number.isFinite(priority)) throw expectedRangeError('a finite number', 'priority', describe(priority));
   const same = registrations.find((r) => r.kind.label === kind.label);
   if (same !== undefined && same.kind !== (kind as ParameterKind)) {
-    throw new Error(`registerParameterKind: a different parameter kind is already registered as ${describe(kind.label)}`);
+    throw invalidArgument(`registerParameterKind: a different parameter kind is already registered as ${describe(kind.label)}`, Error);
   }
   if (same !== undefined) same.priority = priority;
   else registrations.push({ kind: kind as ParameterKind, priority, order: registered++ });

@@ -2,7 +2,7 @@
 // buffers for the kernels. What a parameter can be is up to the registered kinds (parameter_kinds.ts);
 // `{ name, value }` names a value of any kind.
 import { types } from 'node:util';
-import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument, withCode } from './errors';
 import { checkParameterName } from './state_rules';
 import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './parameter_kinds';
 
@@ -45,7 +45,7 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   if (!kind) {
     if (types.isProxy(value)) {
       // A typed array's Proxy looks like the array (same constructor name) but the kernels cannot use it.
-      throw new TypeError(
+      throw invalidArgument(
         `Expected ${acceptedKinds()} for ${argument} but received a Proxy: typed-array proxies are not accepted ` +
           '(the kernels read and write the array itself); pass the typed array itself',
       );
@@ -59,7 +59,7 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   checkParameterName(name, argument);
   const problem = kind.unusable(value as object);
   if (problem !== undefined) {
-    throw new TypeError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`);
+    throw unusableError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`, kind, value as object);
   }
   return { value: value as object, kind, name };
 }
@@ -77,6 +77,18 @@ export function toEntries(parameters: unknown, argument: string): ParameterEntry
     entries.push(toEntry(parameter, `${argument}[${entries.length}]`));
   }
   return entries;
+}
+
+// A value that lost its contents (a disposed variable: no elements left) is gone; one that is
+// unusable as it is (a non-float dtype) is an invalid argument.
+function unusableError(message: string, kind: ParameterKind, value: object): TypeError {
+  let gone: boolean;
+  try {
+    gone = kind.numel(value) === 0;
+  } catch {
+    gone = true;
+  }
+  return withCode(new TypeError(message), gone ? 'PARAMETER_GONE' : 'INVALID_ARGUMENT');
 }
 
 /** "parameter 3 ('fc.weight')" or "parameter 3". */
@@ -98,16 +110,17 @@ export class ResolvedParameters {
     entries.forEach((entry, i) => {
       const problem = entry.kind.unusable(entry.value);
       if (problem !== undefined) {
-        throw new TypeError(`${parameterLabel(i, entry.name)} ${problem}`);
+        throw unusableError(`${parameterLabel(i, entry.name)} ${problem}`, entry.kind, entry.value);
       }
       const numel = entry.kind.numel(entry.value);
       if (numel !== sizes[i]) {
         const lost = numel === 0 ? entry.kind.lostContents?.(entry.value) : undefined;
-        throw expectedRangeError(
+        const error = expectedRangeError(
           `${sizes[i]} elements (the size of its shadow)`,
           `${parameterLabel(i, entry.name)} of ${argument}`,
           `${numel}${lost === undefined ? '' : ` (${lost.note})`}`,
         );
+        throw lost === undefined ? error : withCode(error, 'PARAMETER_GONE');
       }
     });
     this.#entries = entries;

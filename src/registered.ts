@@ -1,4 +1,5 @@
 // The parameters an EMA was built from, held weakly: the EMA must never keep a model alive.
+import { codedError } from './errors';
 import { ParameterEntry, ParameterKind, parameterLabel } from './parameters';
 
 interface Record {
@@ -32,7 +33,8 @@ export class RegisteredParameters {
   /** The live parameters, or an error naming the first one that is gone. */
   deref(operation: string): ParameterEntry[] {
     const lost = (i: number, what: string, which: 'the' | 'live'): Error =>
-      new Error(
+      codedError(
+        'PARAMETER_GONE',
         `${operation}: ${parameterLabel(i, this.#records[i].name)} ${what}. Pass ${which} parameters explicitly ` +
           `(${operation.replace(/\(\)$/, '')}(parameters)), or keep the model alive while the EMA uses it.`,
       );

@@ -18,6 +18,7 @@ import {
   type ExpectedParameters,
   type MetadataKey,
 } from './checkpoint_format';
+import { codedError } from '../errors';
 import type { ParsedSafetensors } from './safetensors';
 import type { SafetensorsHeader, TensorInfo } from './safetensors_decode';
 import { describeJsonValue } from './untrusted';
@@ -41,7 +42,7 @@ interface CheckpointHeader {
  */
 export function checkCheckpointHeader(header: SafetensorsHeader, expected: ExpectedParameters): CheckpointHeader {
   if (typeof expected !== 'object' || expected === null || !Array.isArray(expected.names) || !Array.isArray(expected.sizes) || expected.names.length !== expected.sizes.length) {
-    throw new Error('model-ema checkpoint: expected.names and expected.sizes must be arrays of the same length');
+    throw codedError('INTERNAL', 'model-ema checkpoint: expected.names and expected.sizes must be arrays of the same length');
   }
   const metadata = header.metadata;
   const field = (key: MetadataKey): string => {
@@ -131,7 +132,7 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
 }
 
 function fail(what: string): never {
-  throw new Error(`Invalid model-ema checkpoint: ${what}`);
+  throw codedError('INVALID_CHECKPOINT', `Invalid model-ema checkpoint: ${what}`);
 }
 
 // Plain decimal or exponent notation only: Number() would also take '', ' 1', '0x1', 'Infinity'.

@@ -10,6 +10,7 @@
 // takes over with assign(); the temporary tensor is disposed at once, so tf.memory().numTensors
 // does not move.
 import { types } from 'node:util';
+import { invalidArgument } from '../errors';
 import type { ParamArray, ParameterKind } from '../parameter_kinds';
 
 /** The part of a tfjs-core `tf.Variable` the EMA uses. */
@@ -110,7 +111,7 @@ export const tfVariableKind: ParameterKind<TfVariableLike> = {
 function underlying(v: LayerVariableLike): TfVariableLike {
   const core = v.read() as TfVariableLike;
   if (!tfVariableKind.matches(core)) {
-    throw new Error(`LayerVariable ${JSON.stringify(v.name)}: read() did not return a tf.Variable; cannot read or write it`);
+    throw invalidArgument(`LayerVariable ${JSON.stringify(v.name)}: read() did not return a tf.Variable; cannot read or write it`, Error);
   }
   return core;
 }
