@@ -11,6 +11,8 @@ export interface CheckpointScalars extends ScheduleState {
   decay: number;
   names: (string | null)[];
   sizes: readonly number[];
+  /** Each parameter's real shape, or null (saved 1-D). */
+  shapes?: readonly (readonly number[] | null)[];
 }
 
 export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CheckpointSource {
@@ -21,6 +23,7 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
     dtype: shadows.dtype,
     names: scalars.names,
     sizes: scalars.sizes,
+    shapes: scalars.shapes,
     shadowBytes: (i) => shadows.readBytes(i),
     collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
   };
@@ -35,10 +38,14 @@ export function checkpointScheduleState(decoded: DecodedCheckpoint): ScheduleSta
   }
 }
 
-/** What a checkpoint must match to load into this EMA, with load()'s options checked. */
-export function expectedParameters(options: unknown, names: (string | null)[], sizes: readonly number[]): ExpectedParameters {
+/** What a checkpoint must match to load into this EMA (names, sizes, the shapes it knows), with load()'s options checked. */
+export function expectedParameters(
+  options: unknown,
+  { names, shapes }: { names: (string | null)[]; shapes: readonly (readonly number[] | null)[] },
+  sizes: readonly number[],
+): ExpectedParameters {
   const { matchNames } = parseLoadOptions(options);
-  return { names, sizes, matchNames };
+  return { names, sizes, shapes, matchNames };
 }
 
 /**

@@ -267,7 +267,7 @@ export class ExponentialMovingAverage implements Disposable {
     let expected: ExpectedParameters;
     try {
       checkFilePath(path);
-      expected = expectedParameters(options, this.#registered.names, this.#sizes);
+      expected = expectedParameters(options, this.#registered, this.#sizes);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -286,7 +286,7 @@ export class ExponentialMovingAverage implements Disposable {
   deserialize(bytes: Uint8Array, options?: LoadOptions): void {
     this.#idle('deserialize()');
     if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
-    const expected = expectedParameters(options, this.#registered.names, this.#sizes);
+    const expected = expectedParameters(options, this.#registered, this.#sizes);
     this.#applyCheckpoint(deserializeCheckpoint(bytes, expected), 'deserialize()');
   }
 
@@ -304,7 +304,7 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   #checkpointSource(arenas: CurrentArenas): CheckpointSource {
-    const scalars = { decay: this.#decay, schedule: this.#schedule, counters: this.#counters, names: this.#registered.names, sizes: this.#sizes };
+    const scalars = { decay: this.#decay, schedule: this.#schedule, counters: this.#counters, names: this.#registered.names, sizes: this.#sizes, shapes: this.#registered.shapes };
     return checkpointSource(scalars, arenas);
   }
 

@@ -27,6 +27,8 @@ export interface ParameterKind<T extends object = object> {
   matches(value: unknown): value is T;
   /** The name the value carries itself (a tfjs variable's), if any. */
   ownName(value: T): string | undefined;
+  /** Optional: the value's own shape (a tfjs variable's), saved in checkpoints; its product is numel(). */
+  shape?(value: T): readonly number[] | undefined;
   /** Element count now; 0 for a value that lost its contents (a detached buffer, a disposed variable). */
   numel(value: T): number;
   /** Why the value cannot be used at all right now (disposed, non-float), or undefined. */
@@ -62,7 +64,8 @@ function isParameterKind(value: unknown): value is ParameterKind {
   return (
     typeof kind.label === 'string' && kind.label !== '' &&
     METHODS.every((method) => typeof kind[method] === 'function') &&
-    (kind.lostContents === undefined || typeof kind.lostContents === 'function')
+    (kind.lostContents === undefined || typeof kind.lostContents === 'function') &&
+    (kind.shape === undefined || typeof kind.shape === 'function')
   );
 }
 

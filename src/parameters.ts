@@ -11,10 +11,12 @@ export type { ParamArray, ParameterKind };
 /** Anything a ParameterKind recognises: a Float32Array/Float64Array, or a tensor variable. */
 export type ParameterValue = ParamArray | object;
 
-/** A parameter with an explicit name (used in errors, state dicts and checkpoints). */
+/** A parameter with an explicit name (used in errors, state dicts and checkpoints), and optionally its shape. */
 export interface NamedParameter<V extends ParameterValue = ParamArray> {
   name: string;
   value: V;
+  /** Its shape (e.g. [in, out] for a dense kernel), saved in checkpoints; the product must be its element count. Default: the value's own (a tfjs variable's), else 1-D. */
+  shape?: readonly number[];
 }
 
 export type Parameter = ParamArray | NamedParameter<ParameterValue> | object;
@@ -24,6 +26,8 @@ export interface ParameterEntry {
   value: object;
   kind: ParameterKind;
   name: string | undefined;
+  /** The shape given with `{ name, value, shape }`, else the kind's own; undefined when unknown (1-D). */
+  shape?: readonly number[];
 }
 
 function isNamedParameter(value: unknown): value is NamedParameter<ParameterValue> {
@@ -61,7 +65,21 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   if (problem !== undefined) {
     throw unusableError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`, kind, value as object);
   }
-  return { value: value as object, kind, name };
+  const shape = named ? shapeOf(parameter as NamedParameter<ParameterValue>, kind, argument) : kind.shape?.(value as object);
+  return { value: value as object, kind, name, shape: shape === undefined ? undefined : Object.freeze([...shape]) };
+}
+
+// `{ name, value, shape }`'s shape: non-negative integers whose product is the value's element count.
+function shapeOf(parameter: NamedParameter<ParameterValue>, kind: ParameterKind, argument: string): readonly number[] | undefined {
+  const shape: unknown = parameter.shape;
+  if (shape === undefined) return kind.shape?.(parameter.value as object);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw expectedTypeError('an array of non-negative integers', `${argument}.shape`, shape);
+  }
+  const numel = kind.numel(parameter.value as object);
+  const product = shape.reduce((n: number, d: number) => n * d, 1);
+  if (product !== numel) throw expectedRangeError(`a shape of ${numel} elements`, `${argument}.shape`, `[${shape.join(', ')}] (${product} elements)`);
+  return shape as number[];
 }
 
 /** Reads an iterable of parameters once, classifying each. */

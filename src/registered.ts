@@ -6,6 +6,7 @@ interface Record {
   ref: WeakRef<object>;
   kind: ParameterKind;
   name: string | undefined;
+  shape: readonly number[] | undefined;
 }
 
 export class RegisteredParameters {
@@ -13,7 +14,7 @@ export class RegisteredParameters {
 
   constructor(entries: readonly ParameterEntry[]) {
     this.#records = entries.map((entry) => {
-      return { ref: new WeakRef(entry.value), kind: entry.kind, name: entry.name };
+      return { ref: new WeakRef(entry.value), kind: entry.kind, name: entry.name, shape: entry.shape };
     });
   }
 
@@ -24,6 +25,11 @@ export class RegisteredParameters {
   /** Each parameter's name, or null when it has none. */
   get names(): (string | null)[] {
     return this.#records.map((r) => r.name ?? null);
+  }
+
+  /** Each parameter's shape as registered (`{ name, value, shape }`, a tfjs variable's), or null when unknown. */
+  get shapes(): (readonly number[] | null)[] {
+    return this.#records.map((r) => r.shape ?? null);
   }
 
   name(index: number): string | undefined {
@@ -45,7 +51,7 @@ export class RegisteredParameters {
       }
       const problem = record.kind.unusable(value);
       if (problem !== undefined) throw lost(i, problem, 'live');
-      return { value, kind: record.kind, name: record.name };
+      return { value, kind: record.kind, name: record.name, shape: record.shape };
     });
   }
 }

@@ -97,6 +97,11 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
         const label = expected.names[index] === null ? 'unnamed' : describeJsonValue(expected.names[index]);
         fail(`tensor ${describeJsonValue(name)} has ${numel} elements but parameter ${index} (${label}) of this EMA has ${expected.sizes[index]}`);
       }
+      const known = expected.shapes?.[index];
+      if (shape.length !== 1 && known && (known.length !== shape.length || known.some((d, k) => d !== shape[k]))) {
+        const label = expected.names[index] === null ? 'unnamed' : describeJsonValue(expected.names[index]);
+        fail(`tensor ${describeJsonValue(name)} has shape [${shape.join(', ')}] but parameter ${index} (${label}) of this EMA has shape [${known.join(', ')}] (a different layout, e.g. transposed: reshape or transpose it first)`);
+      }
     });
   checkGroup(shadowNames, SAFETENSORS_CODE[dtype], `dtype ${dtype}`);
   if (collectedNames) checkGroup(collectedNames, SAFETENSORS_CODE[collectedDType!], `collected_dtype ${collectedDType}`);

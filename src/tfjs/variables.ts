@@ -100,6 +100,7 @@ export const tfVariableKind: ParameterKind<TfVariableLike> = {
     );
   },
   ownName: (v) => (typeof v.name === 'string' ? v.name : undefined),
+  shape: (v) => [...v.shape],
   numel: (v) => (v.isDisposed ? 0 : numelOf(v.shape)),
   unusable: (v) => (v.isDisposed ? 'was disposed' : dtypeProblem(v.dtype)),
   read: readVariable,
@@ -140,6 +141,7 @@ export const layerVariableKind: ParameterKind<LayerVariableLike> = {
     );
   },
   ownName: (v) => v.name,
+  shape: (v) => v.shape.map((d) => d ?? 0),
   numel: (v) => (layerVariableDisposed(v) ? 0 : numelOf(v.shape)),
   unusable: (v) => (layerVariableDisposed(v) ? 'was disposed' : dtypeProblem(v.dtype)),
   read: (v) => readVariable(underlying(v)),
