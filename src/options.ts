@@ -42,7 +42,7 @@ export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'd
   perElement: PerElementOptions;
 }
 
-const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device'] as const satisfies readonly (keyof EmaOptions)[];
+export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */

@@ -15,6 +15,8 @@ registerTfjsParameterKinds();
 export { createEmaCallback } from './callback';
 export type { EmaCallback, EmaCallbackOptions, EmaValidationData } from './callback';
 export { fileIOHandler, saveAveragedModel } from './save';
+export { BUFFER_POLICIES, emaForModel, ModelEma } from './model_ema';
+export type { BufferPolicy, EmaForModelOptions, LayersModelLike } from './model_ema';
 export type { FileIOHandler } from './save';
 export { loadTfjs, TFJS_PACKAGES } from './module';
 export type { TfjsModule } from './module';
