@@ -2,7 +2,8 @@
 // shadows and the store() backup) replaced all-or-nothing by one swap-or-dispose routine, and the
 // one call of the native update.
 import { types } from 'node:util';
-import { binding, type ShadowArena, type StorageDType } from './native';
+import { codedError } from './errors';
+import { newShadowArena, type ShadowArena, type StorageDType } from './native';
 import type { ParamArray } from './parameter_kinds';
 import type { UpdateDescription } from './schedule';
 
@@ -25,7 +26,7 @@ export function backupDType(arrays: readonly ParamArray[], storage: StorageDType
 
 /** A new arena, filled by `fill`; disposed at once if filling fails, rather than left to the GC. */
 export function newArena(dtype: StorageDType, sizes: readonly number[], device: number | null, fill: (arena: ShadowArena) => void): ShadowArena {
-  const arena = new binding.ShadowArena(dtype, sizes, device);
+  const arena = newShadowArena(dtype, sizes, device);
   try {
     fill(arena);
   } catch (error) {
@@ -94,7 +95,7 @@ export class EmaArenas {
    */
   replace(build: (current: CurrentArenas, track: TrackArena) => ArenaChange): void {
     const current = this.current;
-    if (current === null) throw new Error('EmaArenas.replace(): the arenas were disposed');
+    if (current === null) throw codedError('DISPOSED', 'EmaArenas.replace(): the arenas were disposed');
     const kept = (arena: ShadowArena): boolean => arena === current.shadows || arena === current.backup;
     const made: ShadowArena[] = [];
     const track: TrackArena = (arena) => {

@@ -3,6 +3,7 @@
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
 import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { checkFloat16Range, valuesOfBytes } from './float16_range';
+import { ERROR_CODES } from './errors';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
 import type { TrainingScalars } from './training_state';
@@ -11,6 +12,8 @@ import type { TrainingScalars } from './training_state';
 export interface CheckpointScalars extends TrainingScalars {
   names: (string | null)[];
   sizes: readonly number[];
+  /** Each parameter's real shape, or null (saved 1-D). */
+  shapes?: readonly (readonly number[] | null)[];
 }
 
 export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CheckpointSource {
@@ -22,6 +25,7 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
     dtype: shadows.dtype,
     names: scalars.names,
     sizes: scalars.sizes,
+    shapes: scalars.shapes,
     shadowBytes: (i) => shadows.readBytes(i),
     collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
   };
@@ -32,14 +36,22 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
  * its numUpdates, one from before the non-finite guard has statistics of 0.
  */
 export function checkpointScalars(decoded: DecodedCheckpoint): TrainingScalars {
-  const state = checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
-  return { ...state, decay: decoded.decay, nonFiniteStats: { ...decoded.nonFiniteStats } };
+  try {
+    const state = checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
+    return { ...state, decay: decoded.decay, nonFiniteStats: { ...decoded.nonFiniteStats } };
+  } catch (error) {
+    throw Object.assign(error as Error, { code: ERROR_CODES.INVALID_CHECKPOINT }); // the file's fault, not an argument's
+  }
 }
 
-/** What a checkpoint must match to load into this EMA, with load()'s options checked. */
-export function expectedParameters(options: unknown, names: (string | null)[], sizes: readonly number[]): ExpectedParameters {
+/** What a checkpoint must match to load into this EMA (names, sizes, the shapes it knows), with load()'s options checked. */
+export function expectedParameters(
+  options: unknown,
+  { names, shapes }: { names: (string | null)[]; shapes: readonly (readonly number[] | null)[] },
+  sizes: readonly number[],
+): ExpectedParameters {
   const { matchNames } = parseLoadOptions(options);
-  return { names, sizes, matchNames };
+  return { names, sizes, shapes, matchNames };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Where shadows live. 'cpu' always works; CUDA devices are checked against what the native build
 // reports, so an unavailable device fails with the reason before anything changes.
-import { expectedRangeError, expectedTypeError } from './errors';
+import { codedError, expectedRangeError, expectedTypeError } from './errors';
 import { binding } from './native';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -31,5 +31,5 @@ export function assertDeviceAvailable(device: Device): void {
       reason = `this machine has ${count} CUDA device${count === 1 ? '' : 's'} (${count === 0 ? 'none' : `cuda:0 to cuda:${count - 1}`})`;
     }
   }
-  if (reason !== undefined) throw new Error(`Device '${device}' is not available: ${reason}`);
+  if (reason !== undefined) throw codedError('DEVICE_UNAVAILABLE', `Device '${device}' is not available: ${reason}`);
 }

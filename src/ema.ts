@@ -17,7 +17,7 @@ import {
 } from './checkpoint/ema_checkpoint';
 import { checkpointScalars, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
-import { expectedTypeError } from './errors';
+import { codedError, disposedError, expectedTypeError, withCode } from './errors';
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
@@ -54,7 +54,7 @@ export class ExponentialMovingAverage implements Disposable {
     const entries = toEntries(parameters, 'parameters');
     entries.forEach((e, i) => {
       const lost = e.kind.lostContents?.(e.value);
-      if (lost !== undefined) throw new TypeError(`parameters[${i}] ${lost.refused}`);
+      if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
     });
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#state = new TrainingState(decay, schedule, perElement);
@@ -194,7 +194,7 @@ export class ExponentialMovingAverage implements Disposable {
   /** Writes the store()d values back into the parameters; may be repeated. */
   restore(parameters?: Iterable<Parameter>): void {
     const { backup } = this.#idle('restore()');
-    if (backup === null) throw new Error('restore(): nothing is stored; call store() first');
+    if (backup === null) throw codedError('NOTHING_STORED', 'restore(): nothing is stored; call store() first');
     this.#resolve(parameters, 'restore()').write((targets) => backup.copyTo(targets));
   }
 
@@ -263,7 +263,7 @@ export class ExponentialMovingAverage implements Disposable {
     let expected: ExpectedParameters;
     try {
       checkFilePath(path);
-      expected = expectedParameters(options, this.#registered.names, this.#sizes);
+      expected = expectedParameters(options, this.#registered, this.#sizes);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -282,7 +282,7 @@ export class ExponentialMovingAverage implements Disposable {
   deserialize(bytes: Uint8Array, options?: LoadOptions): void {
     this.#idle('deserialize()');
     if (!types.isUint8Array(bytes)) throw expectedTypeError('a Uint8Array', 'bytes', bytes);
-    const expected = expectedParameters(options, this.#registered.names, this.#sizes);
+    const expected = expectedParameters(options, this.#registered, this.#sizes);
     this.#applyCheckpoint(deserializeCheckpoint(bytes, expected), 'deserialize()');
   }
 
@@ -290,7 +290,7 @@ export class ExponentialMovingAverage implements Disposable {
   dispose(): void {
     if (this.#arenas.current === null) return;
     if (this.#queue.busy) {
-      throw new Error('Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
+      throw codedError('BUSY', 'Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
     }
     this.#arenas.dispose();
   }
@@ -300,7 +300,7 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   #checkpointSource(arenas: CurrentArenas): CheckpointSource {
-    return checkpointSource({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes }, arenas);
+    return checkpointSource({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes, shapes: this.#registered.shapes }, arenas);
   }
 
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {
@@ -312,7 +312,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   #open(operation: string): CurrentArenas {
     const arenas = this.#arenas.current;
-    if (arenas === null) throw new Error(`${operation}: this ExponentialMovingAverage has been disposed`);
+    if (arenas === null) throw disposedError(operation);
     return arenas;
   }
 
@@ -321,7 +321,7 @@ export class ExponentialMovingAverage implements Disposable {
   #idle(operation: string): CurrentArenas {
     const arenas = this.#open(operation);
     if (this.#queue.busy) {
-      throw new Error(`${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
+      throw codedError('BUSY', `${operation}: an updateAsync(), save() or load() is still running on this EMA; await it first`);
     }
     return arenas;
   }
@@ -330,7 +330,7 @@ export class ExponentialMovingAverage implements Disposable {
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
     const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
     if (this.#arenas.current === null) {
-      throw new Error(`${operation}: this ExponentialMovingAverage was disposed during the call (by the parameters' iterator or getters)`);
+      throw disposedError(operation, "was disposed during the call (by the parameters' iterator or getters)");
     }
     return resolved;
   }

@@ -31,6 +31,8 @@ export type { Device } from './device';
 export type { NamedParameter, Parameter, ParameterTypes, ParameterValue } from './parameters';
 export type { ParamArray, ParameterKind } from './parameter_kinds';
 export { registerParameterKind } from './parameter_kinds';
+export { ERROR_CODES } from './errors';
+export type { ErrorCode } from './errors';
 export type { StorageDType, CpuInfo, BackendInfo } from './native';
 
 /** Backends this build has ('cpu', 'cuda'), whether each is usable here, and why not. */

@@ -2,7 +2,9 @@
 // the root binding.d.ts, so the native surface is declared in exactly one place.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { types } from 'node:util';
 import type * as Binding from '../binding';
+import { codedError, codeNativeError } from './errors';
 
 export type NativeBinding = typeof Binding;
 export type { ShadowArena, StorageDType, ParamArray, CpuInfo, BackendInfo, UpdateDescription } from '../binding';
@@ -44,7 +46,8 @@ function load(): NativeBinding {
     const code = (err as { code?: unknown } | null)?.code;
     if (typeof code === 'string' && code.startsWith('ERR_MODEL_EMA_')) throw err;
     const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new Error(
+    throw codedError(
+      'ADDON_UNAVAILABLE',
       `model-ema could not load its native addon for ${process.platform}-${process.arch} ` +
         `(Node ${process.versions.node}, Node-API ${process.versions.napi}): ${reason}\n` +
         `Looked in:\n${candidates().map((c) => `  - ${describeCandidate(c)}`).join('\n')}\n` +
@@ -55,14 +58,65 @@ function load(): NativeBinding {
   }
   const expected = packageVersion();
   if (loaded.version !== expected) {
-    throw new Error(
+    throw codedError(
+      'ADDON_UNAVAILABLE',
       `model-ema found a native addon built for version ${loaded.version}, but the package is ` +
         `${expected}: the binary is stale. Rebuild it with \`npm rebuild model-ema\` ` +
         '(in a clone: `npm run build`).',
     );
   }
+  return withErrorCodes(loaded);
+}
+
+// Every error the addon throws or rejects with gets its family's `code` (errors.ts) on its way out.
+// The module's functions are wrapped in place; ShadowArena's prototype members cannot be redefined
+// (Node-API makes them non-configurable), so each arena gets a prototype in between whose methods
+// and accessors wrap them: newShadowArena() makes arenas with it, and cast()/toDevice() pass it on.
+// binding.d.ts's surface stays exactly as declared.
+function withErrorCodes(loaded: NativeBinding): NativeBinding {
+  const coded: object = Object.create(loaded.ShadowArena.prototype);
+  const adopt = (value: unknown): unknown => (value instanceof loaded.ShadowArena ? Object.setPrototypeOf(value, coded) : value);
+  const wrap = (fn: (...args: unknown[]) => unknown) =>
+    function (this: unknown, ...args: unknown[]): unknown {
+      try {
+        const result = fn.apply(this, args);
+        return types.isPromise(result) ? result.catch((error: unknown) => Promise.reject(codeNativeError(error))) : adopt(result);
+      } catch (error) {
+        throw codeNativeError(error);
+      }
+    };
+  const proto = loaded.ShadowArena.prototype as object;
+  for (const name of Object.getOwnPropertyNames(proto)) {
+    if (name === 'constructor') continue;
+    const d = Object.getOwnPropertyDescriptor(proto, name)!;
+    Object.defineProperty(coded, name, {
+      enumerable: d.enumerable,
+      ...(typeof d.value === 'function' ? { value: wrap(d.value as (...args: unknown[]) => unknown) } : {}),
+      ...(d.get ? { get: wrap(d.get) } : {}),
+      ...(d.set ? { set: wrap(d.set) } : {}),
+    });
+  }
+  codedPrototype = coded;
+  const functions = loaded as unknown as Record<string, unknown>;
+  for (const key of Object.keys(functions)) {
+    const value = functions[key];
+    if (typeof value === 'function' && value !== loaded.ShadowArena) functions[key] = wrap(value as (...args: unknown[]) => unknown);
+  }
   return loaded;
 }
 
+let codedPrototype: object;
+
 /** The native addon, loaded once per thread (each worker_thread gets its own instance). */
 export const binding: NativeBinding = load();
+
+/** `new binding.ShadowArena(...)` whose errors, and those of its methods, carry their family's code. */
+export function newShadowArena(dtype: Binding.StorageDType, sizes: readonly number[], device: number | null): Binding.ShadowArena {
+  let arena: Binding.ShadowArena;
+  try {
+    arena = new binding.ShadowArena(dtype, sizes, device);
+  } catch (error) {
+    throw codeNativeError(error);
+  }
+  return Object.setPrototypeOf(arena, codedPrototype) as Binding.ShadowArena;
+}

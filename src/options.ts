@@ -2,7 +2,7 @@
 // the EMA always has, and throws an error naming the option and the value received.
 import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
-import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, isNonNegativeInteger, refuseUnknownOptions } from './errors';
+import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
@@ -61,7 +61,7 @@ export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'd
   perElement: PerElementOptions;
 }
 
-const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed'] as const satisfies readonly (keyof EmaOptions)[];
+export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -91,7 +91,7 @@ function parsePerElement(o: Partial<Record<keyof EmaOptions, unknown>>, dtype: S
   const nonFinite = oneOf(o.nonFinite, NON_FINITE_POLICIES, 'propagate', 'nonFinite');
   const rounding = oneOf(o.rounding, ROUNDING_MODES, 'nearest', 'rounding');
   if (rounding === 'stochastic' && dtype !== 'float16' && dtype !== 'bfloat16') {
-    throw new TypeError(`rounding 'stochastic' needs dtype 'float16' or 'bfloat16' (float32 and float64 shadows hold the average as computed), but dtype is '${dtype}'`);
+    throw invalidArgument(`rounding 'stochastic' needs dtype 'float16' or 'bfloat16' (float32 and float64 shadows hold the average as computed), but dtype is '${dtype}'`);
   }
   const seed = o.seed ?? 0;
   if (typeof seed !== 'number') throw expectedTypeError('an integer in [0, 2^53 - 1]', 'seed', seed);

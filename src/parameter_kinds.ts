@@ -3,7 +3,7 @@
 // branches on what a parameter is. Kinds are tried by priority, highest first, as onnxruntime tries
 // its backends; the entry points register the built-in ones (src/index.ts, src/tfjs/index.ts).
 import { types } from 'node:util';
-import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument } from './errors';
 
 /** A parameter buffer the kernels read and write directly. */
 export type ParamArray = Float32Array | Float64Array;
@@ -27,6 +27,8 @@ export interface ParameterKind<T extends object = object> {
   matches(value: unknown): value is T;
   /** The name the value carries itself (a tfjs variable's), if any. */
   ownName(value: T): string | undefined;
+  /** Optional: the value's own shape (a tfjs variable's), saved in checkpoints; its product is numel(). */
+  shape?(value: T): readonly number[] | undefined;
   /** Element count now; 0 for a value that lost its contents (a detached buffer, a disposed variable). */
   numel(value: T): number;
   /** Why the value cannot be used at all right now (disposed, non-float), or undefined. */
@@ -62,7 +64,8 @@ function isParameterKind(value: unknown): value is ParameterKind {
   return (
     typeof kind.label === 'string' && kind.label !== '' &&
     METHODS.every((method) => typeof kind[method] === 'function') &&
-    (kind.lostContents === undefined || typeof kind.lostContents === 'function')
+    (kind.lostContents === undefined || typeof kind.lostContents === 'function') &&
+    (kind.shape === undefined || typeof kind.shape === 'function')
   );
 }
 
@@ -81,7 +84,7 @@ export function registerParameterKind<T extends object>(kind: ParameterKind<T>, 
   if (!Number.isFinite(priority)) throw expectedRangeError('a finite number', 'priority', describe(priority));
   const same = registrations.find((r) => r.kind.label === kind.label);
   if (same !== undefined && same.kind !== (kind as ParameterKind)) {
-    throw new Error(`registerParameterKind: a different parameter kind is already registered as ${describe(kind.label)}`);
+    throw invalidArgument(`registerParameterKind: a different parameter kind is already registered as ${describe(kind.label)}`, Error);
   }
   if (same !== undefined) same.priority = priority;
   else registrations.push({ kind: kind as ParameterKind, priority, order: registered++ });

@@ -2,7 +2,7 @@
 // buffers for the kernels. What a parameter can be is up to the registered kinds (parameter_kinds.ts);
 // `{ name, value }` names a value of any kind.
 import { types } from 'node:util';
-import { describe, expectedRangeError, expectedTypeError } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument, withCode } from './errors';
 import { checkParameterName } from './state_rules';
 import { kindLabels, kindOf, type ParamArray, type ParameterKind } from './parameter_kinds';
 
@@ -22,10 +22,12 @@ export interface ParameterTypes {
 /** A value of a registered kind: a Float32Array/Float64Array, a tfjs variable, or a kind of your own. */
 export type ParameterValue = ParameterTypes[keyof ParameterTypes];
 
-/** A parameter with an explicit name (used in errors, state dicts and checkpoints). */
+/** A parameter with an explicit name (used in errors, state dicts and checkpoints), and optionally its shape. */
 export interface NamedParameter<V extends ParameterValue = ParameterValue> {
   name: string;
   value: V;
+  /** Its shape (e.g. [in, out] for a dense kernel), saved in checkpoints; the product must be its element count. Default: the value's own (a tfjs variable's), else 1-D. */
+  shape?: readonly number[];
 }
 
 /** What the EMA's methods take, one per tensor: a value of a registered kind, or `{ name, value }`. */
@@ -36,6 +38,8 @@ export interface ParameterEntry {
   value: object;
   kind: ParameterKind;
   name: string | undefined;
+  /** The shape given with `{ name, value, shape }`, else the kind's own; undefined when unknown (1-D). */
+  shape?: readonly number[];
 }
 
 function isNamedParameter(value: unknown): value is NamedParameter<ParameterValue> {
@@ -57,7 +61,7 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   if (!kind) {
     if (types.isProxy(value)) {
       // A typed array's Proxy looks like the array (same constructor name) but the kernels cannot use it.
-      throw new TypeError(
+      throw invalidArgument(
         `Expected ${acceptedKinds()} for ${argument} but received a Proxy: typed-array proxies are not accepted ` +
           '(the kernels read and write the array itself); pass the typed array itself',
       );
@@ -71,9 +75,23 @@ export function toEntry(parameter: unknown, argument: string): ParameterEntry {
   checkParameterName(name, argument);
   const problem = kind.unusable(value as object);
   if (problem !== undefined) {
-    throw new TypeError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`);
+    throw unusableError(`${argument}${name === undefined ? '' : ` (${describe(name)})`} ${problem}`, kind, value as object);
   }
-  return { value: value as object, kind, name };
+  const shape = named ? shapeOf(parameter as NamedParameter<ParameterValue>, kind, argument) : kind.shape?.(value as object);
+  return { value: value as object, kind, name, shape: shape === undefined ? undefined : Object.freeze([...shape]) };
+}
+
+// `{ name, value, shape }`'s shape: non-negative integers whose product is the value's element count.
+function shapeOf(parameter: NamedParameter<ParameterValue>, kind: ParameterKind, argument: string): readonly number[] | undefined {
+  const shape: unknown = parameter.shape;
+  if (shape === undefined) return kind.shape?.(parameter.value as object);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw expectedTypeError('an array of non-negative integers', `${argument}.shape`, shape);
+  }
+  const numel = kind.numel(parameter.value as object);
+  const product = shape.reduce((n: number, d: number) => n * d, 1);
+  if (product !== numel) throw expectedRangeError(`a shape of ${numel} elements`, `${argument}.shape`, `[${shape.join(', ')}] (${product} elements)`);
+  return shape as number[];
 }
 
 /** Reads an iterable of parameters once, classifying each. */
@@ -89,6 +107,18 @@ export function toEntries(parameters: unknown, argument: string): ParameterEntry
     entries.push(toEntry(parameter, `${argument}[${entries.length}]`));
   }
   return entries;
+}
+
+// A value that lost its contents (a disposed variable: no elements left) is gone; one that is
+// unusable as it is (a non-float dtype) is an invalid argument.
+function unusableError(message: string, kind: ParameterKind, value: object): TypeError {
+  let gone: boolean;
+  try {
+    gone = kind.numel(value) === 0;
+  } catch {
+    gone = true;
+  }
+  return withCode(new TypeError(message), gone ? 'PARAMETER_GONE' : 'INVALID_ARGUMENT');
 }
 
 /** "parameter 3 ('fc.weight')" or "parameter 3". */
@@ -110,16 +140,17 @@ export class ResolvedParameters {
     entries.forEach((entry, i) => {
       const problem = entry.kind.unusable(entry.value);
       if (problem !== undefined) {
-        throw new TypeError(`${parameterLabel(i, entry.name)} ${problem}`);
+        throw unusableError(`${parameterLabel(i, entry.name)} ${problem}`, entry.kind, entry.value);
       }
       const numel = entry.kind.numel(entry.value);
       if (numel !== sizes[i]) {
         const lost = numel === 0 ? entry.kind.lostContents?.(entry.value) : undefined;
-        throw expectedRangeError(
+        const error = expectedRangeError(
           `${sizes[i]} elements (the size of its shadow)`,
           `${parameterLabel(i, entry.name)} of ${argument}`,
           `${numel}${lost === undefined ? '' : ` (${lost.note})`}`,
         );
+        throw lost === undefined ? error : withCode(error, 'PARAMETER_GONE');
       }
     });
     this.#entries = entries;

@@ -2,6 +2,7 @@
 // and the progress of one update. What one update applies is an UpdateDescription, handed as it is to
 // the native update (arenas.ts's updateShadows): one decay per update, computed here in float64 as the
 // product of the per-step decays of the k steps it covers (SPEC "Decay schedules and training progress").
+import { invalidArgument } from './errors';
 import type { UpdateDescription } from './native';
 import { parseProgress, type ParsedSchedule } from './schedule_options';
 import { MAX_NUM_UPDATES } from './state_rules';
@@ -136,7 +137,7 @@ export class ProgressClock {
   fix(schedule: ParsedSchedule, progress: unknown, operation: string): UpdateProgress {
     const { steps, samples, seconds } = parseProgress(progress, operation);
     if (schedule.kind === 'half-life' && schedule.unit === 'samples' && samples === undefined) {
-      throw new TypeError(`${operation}: progress.samples is required on every update by schedule half-life with unit 'samples'`);
+      throw invalidArgument(`${operation}: progress.samples is required on every update by schedule half-life with unit 'samples'`);
     }
     const now = performance.now();
     const elapsed = Math.max(0, (now - this.#last) / 1000);

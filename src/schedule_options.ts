@@ -1,6 +1,6 @@
 // The decay schedules (options.schedule) and training progress (update()'s progress): their types,
 // their checks, and EDM2's sigmaRel -> gamma. The decays themselves are in schedule.ts.
-import { describe, expectedRangeError, expectedTypeError, isNonNegativeInteger, refuseUnknownOptions } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 
 export interface InverseGammaSchedule { kind: 'inverse-gamma'; gamma?: number; power?: number; minDecay?: number; startStep?: number }
 export type PowerFunctionSchedule = { kind: 'power-function'; gamma: number } | { kind: 'power-function'; sigmaRel: number };
@@ -55,7 +55,7 @@ function inRange(value: unknown, fallback: number, name: string, lo: number, hi:
 
 function refuseUnknownKeys(o: object, allowed: readonly string[], kind: string): void {
   for (const key of Object.keys(o)) {
-    if (!allowed.includes(key)) throw new TypeError(`Unknown option schedule.${key} for schedule kind ${JSON.stringify(kind)} (allowed: ${allowed.join(', ')})`);
+    if (!allowed.includes(key)) throw invalidArgument(`Unknown option schedule.${key} for schedule kind ${JSON.stringify(kind)} (allowed: ${allowed.join(', ')})`);
   }
 }
 
@@ -83,7 +83,7 @@ export function parseSchedule(value: unknown, name = 'schedule'): ParsedSchedule
     case 'power-function': {
       refuseUnknownKeys(o, ['kind', 'gamma', 'sigmaRel'], o.kind);
       if ((o.gamma === undefined) === (o.sigmaRel === undefined)) {
-        throw new TypeError(`Expected exactly one of ${name}.gamma and ${name}.sigmaRel for schedule kind 'power-function' but received ${o.gamma === undefined ? 'neither' : 'both'}`);
+        throw invalidArgument(`Expected exactly one of ${name}.gamma and ${name}.sigmaRel for schedule kind 'power-function' but received ${o.gamma === undefined ? 'neither' : 'both'}`);
       }
       if (o.sigmaRel !== undefined) return { kind: 'power-function', gamma: sigmaRelToGamma(o.sigmaRel as number) };
       return { kind: 'power-function', gamma: positive(o.gamma, `${name}.gamma`) };
@@ -108,7 +108,7 @@ export function scheduleFromOptions(schedule: unknown, useNumUpdates: unknown): 
   if (schedule === undefined) return { kind: useNumUpdates === false ? 'constant' : 'torch_ema' };
   const parsed = parseSchedule(schedule);
   if (useNumUpdates !== undefined && useNumUpdates !== (parsed.kind === 'torch_ema')) {
-    throw new TypeError(
+    throw invalidArgument(
       `useNumUpdates: ${useNumUpdates} disagrees with schedule ${describeSchedule(parsed)}: useNumUpdates true goes only with ` +
         "schedule 'torch_ema', false only with another schedule; omit useNumUpdates when giving a schedule",
     );

@@ -1,6 +1,6 @@
 // The schedule and counters as state (stateDict(), checkpoints): checked together with numUpdates. A
 // state written before schedules existed has none, and means 'torch_ema' or 'constant' by its numUpdates.
-import { describe, expectedRangeError, expectedTypeError, isNonNegativeInteger } from './errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger } from './errors';
 import type { Counters } from './schedule';
 import { describeSchedule, parseSchedule, type ParsedSchedule } from './schedule_options';
 
@@ -28,7 +28,7 @@ export function checkScheduleState(schedule: unknown, numUpdates: number | null,
   const parsed: ParsedSchedule =
     schedule === undefined || schedule === null ? { kind: numUpdates === null ? 'constant' : 'torch_ema' } : parseSchedule(schedule, `${where}.schedule`);
   if ((parsed.kind === 'torch_ema') !== (numUpdates !== null)) {
-    throw new TypeError(
+    throw invalidArgument(
       `${where}.numUpdates ${numUpdates === null ? 'null' : numUpdates} disagrees with ${where}.schedule ${describeSchedule(parsed)}: ` +
         "numUpdates is a number with schedule 'torch_ema' only, null with any other",
     );

@@ -85,9 +85,11 @@ function closeAfterFailure(scope: AveragedParametersScope, error: unknown): neve
   try {
     scope.restore();
   } catch (restoreError) {
-    throw new AggregateError(
-      [error, restoreError],
-      'withAveragedParameters: the callback failed, and restoring the raw weights failed too',
+    // Coded as the restore failure: the raw weights are what the caller must now see to.
+    const code = (restoreError as { code?: unknown } | null)?.code;
+    throw Object.assign(
+      new AggregateError([error, restoreError], 'withAveragedParameters: the callback failed, and restoring the raw weights failed too'),
+      typeof code === 'string' ? { code } : {},
     );
   }
   throw error;

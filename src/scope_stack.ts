@@ -6,6 +6,7 @@
 // of the chain. Scopes over other parameters are independent and restore their own. A scope over a
 // list that shares some, but not all, parameters with an open scope is refused when it opens.
 import { backupOf } from './arenas';
+import { codedError, invalidArgument } from './errors';
 import type { ShadowArena } from './native';
 import { parameterLabel, type ParameterEntry, ResolvedParameters } from './parameters';
 import { AveragedParametersScope } from './scope';
@@ -29,7 +30,8 @@ export class ScopeStack {
   /** Throws when a scope is open: the parameters hold the averaged weights. */
   refuseUpdate(operation: string): void {
     if (this.#open.length > 0) {
-      throw new Error(
+      throw codedError(
+        'SCOPE_OPEN',
         `${operation}: an averageParameters() scope is open, so the parameters hold the averaged ` +
           'weights; updating now would average them into themselves. Close the scope first.',
       );
@@ -85,9 +87,10 @@ export class ScopeStack {
     for (const open of this.#open) {
       const shared = open.parameters.entries.some((e) => values.has(e.value));
       if (shared && !sameParameters(open.parameters.entries, parameters.entries)) {
-        throw new Error(
+        throw invalidArgument(
           'averageParameters(): the list shares some of the parameters of an open scope but not all, in the same ' +
             'order; their raw weights could not be told apart. Close that scope first, or pass the same list.',
+          Error,
         );
       }
     }
@@ -138,7 +141,8 @@ function restoreBackup(entries: readonly ParameterEntry[], backup: ShadowArena, 
     }
   });
   if (failures.length === 0) return;
-  throw new Error(
+  throw codedError(
+    'PARAMETER_GONE',
     `averageParameters() scope: the raw weights of ${failures.length} parameter(s) could not be restored: ` +
       `${failures.join('; ')}. The scope is closed; the other parameters hold their raw weights again.`,
   );

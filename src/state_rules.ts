@@ -1,6 +1,6 @@
 // Rules that keep every state an EMA can reach savable: whatever the constructor, update() and
 // loadStateDict() accept, stateDict(), save() and serialize() can write and their loaders read back.
-import { describe, isNonNegativeInteger } from './errors';
+import { describe, invalidArgument, isNonNegativeInteger } from './errors';
 
 /**
  * The largest numUpdates. stateDict() consumers and the checkpoint format take integers only up to
@@ -24,7 +24,7 @@ const LONE_SURROGATE = /\p{Cs}/u; // with the u flag, only unpaired surrogates m
  */
 export function checkParameterName(name: string | null | undefined, what: string): void {
   if (typeof name === 'string' && LONE_SURROGATE.test(name)) {
-    throw new TypeError(
+    throw invalidArgument(
       `The name of ${what}, ${describe(name)}, is not well-formed UTF-16 (it has a lone surrogate), so no ` +
         'checkpoint could hold it; parameter names must be well-formed strings',
     );

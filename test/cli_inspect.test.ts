@@ -55,13 +55,14 @@ describe('model-ema inspect', () => {
     const { code, stdout, stderr } = await cli('inspect', file);
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     const lines = stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: model-ema checkpoint, format version 2, \\d+\\.\\d KiB$`));
+    expect(lines[0]).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: model-ema checkpoint, format version 3, \\d+\\.\\d KiB$`));
     expect(lines.slice(1)).toEqual([
       'checksums: verified (6 tensors, and the metadata digest)',
       'dtype: bfloat16; store() backup: float32',
       'decay: 0.999',
       'num_updates: null (only the torch_ema schedule counts it)',
       'counters: step 5, samples 160, seconds 2.5',
+      'non-finite: 0 updates skipped, 0 elements skipped',
       'schedule: {"kind":"inverse-gamma","gamma":1,"power":0.75,"minDecay":0,"startStep":0}',
       'parameters: 3, 9 elements',
       '  #  name         shape  elements  tensor',
@@ -78,7 +79,7 @@ describe('model-ema inspect', () => {
     expect(code).toBe(0);
     const report = JSON.parse(stdout);
     expect(report).toMatchObject({
-      path: file, formatVersion: '2', dtype: 'bfloat16', collectedDType: 'float32', decay: 0.999, numUpdates: null,
+      path: file, formatVersion: '3', dtype: 'bfloat16', collectedDType: 'float32', decay: 0.999, numUpdates: null,
       step: 5, samples: 160, seconds: 2.5, verifiedTensors: 6,
       schedule: { kind: 'inverse-gamma', gamma: 1, power: 0.75 },
     });

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExponentialMovingAverage } from '../src';
-import { binding, ShadowArena, StorageDType } from '../src/native';
+import { binding, newShadowArena, ShadowArena, StorageDType } from '../src/native';
 import { fillRandom, unaligned } from './reference';
 import { expectBitsEqual, expectError, expectFailureChangesNothing, expectSameState } from './helpers/state';
 
@@ -69,9 +69,9 @@ describe('CUDA backend report and unusable devices (runs everywhere)', () => {
       ['0', 'TypeError', ['device', "'0'"]],
     ];
     for (const [device, name, message] of cases) {
-      expectError(() => new binding.ShadowArena('float32', [3], device as number), { name, message });
+      expectError(() => newShadowArena('float32', [3], device as number), { name, message });
     }
-    const host = new binding.ShadowArena('float32', [3]);
+    const host = newShadowArena('float32', [3], null);
     for (const [device, name, message] of [...cases, [undefined, 'TypeError', ['device', 'undefined']]] as typeof cases) {
       expectError(() => host.toDevice(device as number), { name, message });
     }
@@ -112,11 +112,11 @@ describe('CUDA backend report and unusable devices (runs everywhere)', () => {
 
   test('an index past the last device throws an Error naming the device, for arenas and cudaMemoryInfo', () => {
     const index = gpuCount + 3;
-    expectError(() => new binding.ShadowArena('float32', [3], index), { name: 'Error', message: [`CUDA device ${index}`, /not available: \S+/] });
+    expectError(() => newShadowArena('float32', [3], index), { name: 'Error', message: [`CUDA device ${index}`, /not available: \S+/] });
     expectError(() => binding.cudaMemoryInfo(index), { name: 'Error', message: [`CUDA device ${index}`, /not available: \S+/] });
     expectError(() => binding.cudaMemoryInfo(-1), { name: 'RangeError', message: ['device'] });
     expectError(() => binding.cudaMemoryInfo('0' as unknown as number), { name: 'TypeError', message: ['device'] });
-    const host = new binding.ShadowArena('float32', [3]);
+    const host = newShadowArena('float32', [3], null);
     expectError(() => host.toDevice(index), { name: 'Error', message: [`CUDA device ${index}`] });
     host.dispose();
   });
@@ -165,13 +165,13 @@ describe('CUDA backend report and unusable devices (runs everywhere)', () => {
 
     test('new ShadowArena(dtype, sizes, 0) and cudaMemoryInfo(0) throw an Error naming the device and the reason', () => {
       for (const dtype of dtypes) {
-        expectError(() => new binding.ShadowArena(dtype, [3, 0, 5], 0), {
+        expectError(() => newShadowArena(dtype, [3, 0, 5], 0), {
           name: 'Error',
           message: ['CUDA device 0 is not available: ', cuda!.reason!],
         });
       }
       expectError(() => binding.cudaMemoryInfo(0), { name: 'Error', message: ['CUDA device 0 is not available: ', cuda!.reason!] });
-      const host = new binding.ShadowArena('float32', [3]);
+      const host = newShadowArena('float32', [3], null);
       host.copyFrom([new Float32Array([1, 2, 3])]);
       expectError(() => host.toDevice(0), { name: 'Error', message: ['CUDA device 0 is not available'] });
       expect(host.read(0)).toEqual(new Float32Array([1, 2, 3]));

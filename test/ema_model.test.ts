@@ -311,7 +311,7 @@ class WithAveraged extends Step {
       if (this.fails) throw new Error('callback failed');
       return 'result';
     };
-    if (this.fails) expectError(() => r.ema.withAveragedParameters(run), { name: 'Error', message: ['callback failed'] });
+    if (this.fails) expectError(() => r.ema.withAveragedParameters(run), { name: 'Error', message: ['callback failed'], code: null });
     else expect(r.ema.withAveragedParameters(run)).toBe('result');
   }
   toString(): string {

@@ -98,6 +98,16 @@ describe('README snippets compile and run (Node 20, CommonJS)', () => {
     expect(stdout.trim()).toBe("[ 'w', 'b' ] [ [ 0.5, 1 ], [ 1.5 ] ]");
   });
 
+  test('error_codes.ts: a BUSY error is told apart by its code, and the update goes through after settled()', () => {
+    const { stdout } = runSnippet(path.join(compiled, 'error_codes.js'));
+    expect(stdout.trim()).toBe('updates: 2');
+  });
+
+  test('buffers.js: emaForModel averages the trainable weights and the BatchNorm statistics', () => {
+    const { stdout } = runSnippet(path.join(snippets, 'buffers.js'));
+    expect(stdout.trim().split('\n').pop()).toBe('averaging 8 tensors (2 of them BatchNorm statistics), buffers: average');
+  });
+
   test('tfjs.js: fit() with the callback (80 updates, val_loss_ema logged) and the averaged model saved with plain tfjs', () => {
     const { cwd, stdout } = runSnippet(path.join(snippets, 'tfjs.js'));
     expect(stdout).toMatch(/^val_loss \d+\.\d{4}, val_loss_ema \d+\.\d{4}, updates 80$/m);

@@ -6,6 +6,7 @@ const myTensorKind: ParameterKind<MyTensor> = {
   label: 'MyTensor',                                   // used in errors; unique among kinds
   matches: (value): value is MyTensor => value instanceof MyTensor,
   ownName: (t) => t.name,                               // or undefined
+  shape: (t) => [t.data.length],                        // optional: the shape saved in checkpoints
   numel: (t) => (t.disposed ? 0 : t.data.length),
   unusable: (t) => (t.disposed ? 'was disposed' : undefined),
   read: (t) => t.data,                                  // Float32Array/Float64Array, read in place

@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { codedError } from '../errors';
 import { checkSaveTarget, prefixError, savingPrefix } from './checkpoint_file';
 
 /** Where a producer writes the bytes of the file being built by {@link writeFileAtomic}. */
@@ -22,7 +23,7 @@ export async function writeFully(file: FileHandle, bytes: Uint8Array, position: 
   while (done < bytes.length) {
     const length = Math.min(bytes.length - done, MAX_IO_CHUNK);
     const { bytesWritten } = await file.write(bytes, done, length, position + done);
-    if (bytesWritten <= 0) throw new Error(`Writing ${bytes.length} bytes made no progress at ${position + done}`);
+    if (bytesWritten <= 0) throw codedError('INTERNAL', `Writing ${bytes.length} bytes made no progress at ${position + done}`);
     done += bytesWritten;
   }
 }
@@ -93,7 +94,7 @@ export async function writeFileAtomic(
       },
       async writeAt(bytes, position) {
         if (position < 0 || position + bytes.length > length) {
-          throw new Error(`writeAt(${position}, ${bytes.length} bytes) is outside the ${length} bytes written`);
+          throw codedError('INTERNAL', `writeAt(${position}, ${bytes.length} bytes) is outside the ${length} bytes written`);
         }
         await writeFully(handle, bytes, position);
       },

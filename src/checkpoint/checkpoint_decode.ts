@@ -19,6 +19,7 @@ import {
   type ExpectedParameters,
   type MetadataKey,
 } from './checkpoint_format';
+import { codedError } from '../errors';
 import type { ParsedSafetensors } from './safetensors';
 import type { SafetensorsHeader, TensorInfo } from './safetensors_decode';
 import { describeJsonValue } from './untrusted';
@@ -43,7 +44,7 @@ interface CheckpointHeader {
  */
 export function checkCheckpointHeader(header: SafetensorsHeader, expected: ExpectedParameters): CheckpointHeader {
   if (typeof expected !== 'object' || expected === null || !Array.isArray(expected.names) || !Array.isArray(expected.sizes) || expected.names.length !== expected.sizes.length) {
-    throw new Error('model-ema checkpoint: expected.names and expected.sizes must be arrays of the same length');
+    throw codedError('INTERNAL', 'model-ema checkpoint: expected.names and expected.sizes must be arrays of the same length');
   }
   const metadata = header.metadata;
   const field = (key: MetadataKey): string => {
@@ -102,6 +103,11 @@ export function checkCheckpointHeader(header: SafetensorsHeader, expected: Expec
         const label = expected.names[index] === null ? 'unnamed' : describeJsonValue(expected.names[index]);
         fail(`tensor ${describeJsonValue(name)} has ${numel} elements but parameter ${index} (${label}) of this EMA has ${expected.sizes[index]}`);
       }
+      const known = expected.shapes?.[index];
+      if (shape.length !== 1 && known && (known.length !== shape.length || known.some((d, k) => d !== shape[k]))) {
+        const label = expected.names[index] === null ? 'unnamed' : describeJsonValue(expected.names[index]);
+        fail(`tensor ${describeJsonValue(name)} has shape [${shape.join(', ')}] but parameter ${index} (${label}) of this EMA has shape [${known.join(', ')}] (a different layout, e.g. transposed: reshape or transpose it first)`);
+      }
     });
   checkGroup(shadowNames, SAFETENSORS_CODE[dtype], `dtype ${dtype}`);
   if (collectedNames) checkGroup(collectedNames, SAFETENSORS_CODE[collectedDType!], `collected_dtype ${collectedDType}`);
@@ -138,7 +144,7 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
 }
 
 function fail(what: string): never {
-  throw new Error(`Invalid model-ema checkpoint: ${what}`);
+  throw codedError('INVALID_CHECKPOINT', `Invalid model-ema checkpoint: ${what}`);
 }
 
 // Plain decimal or exponent notation only: Number() would also take '', ' 1', '0x1', 'Infinity'.

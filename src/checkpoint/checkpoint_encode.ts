@@ -1,6 +1,7 @@
 // Writing a checkpoint (the format is in checkpoint_format.ts): an EMA's state as safetensors
 // tensors, read lazily and checksummed as each is written, plus the metadata strings.
 import { isStorageDType, SAFETENSORS_CODE, type SafetensorsDType } from '../dtypes';
+import { codedError } from '../errors';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_FORMAT_VERSION,
@@ -22,9 +23,10 @@ import { describeJsonValue } from './untrusted';
  * filled in once every tensor was written). Pass both to writeSafetensorsFile or serializeSafetensors.
  */
 export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSource[]; metadata: DeferredMetadata } {
-  const { decay, numUpdates, progress, nonFiniteStats, dtype, names, sizes, shapes, collected } = source;
+  const { decay, numUpdates, progress, dtype, names, sizes, shapes, collected } = source;
+  const nonFiniteStats = source.nonFiniteStats ?? { skippedUpdates: 0, skippedElements: 0 };
   const cannot = (what: string): never => {
-    throw new Error(`Cannot write model-ema checkpoint: ${what}`);
+    throw codedError('INTERNAL', `Cannot write model-ema checkpoint: ${what}`);
   };
   if (typeof decay !== 'number' || !(decay >= 0 && decay <= 1)) cannot(`decay must be a number in [0, 1], received ${describeJsonValue(decay)}`);
   if (numUpdates !== null && !(Number.isSafeInteger(numUpdates) && numUpdates >= 0)) {

@@ -8,6 +8,7 @@
 // still be a regular file, and its size then bounds every read.
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { codedError, ERROR_CODES } from '../errors';
 
 /** 'a directory', 'a FIFO (named pipe)', ...: what a non-regular file is, for messages. */
 export function fileKind(stats: Stats): string {
@@ -54,7 +55,7 @@ export async function namingPathOnError<T>(path: string, read: () => Promise<T>)
 
 function notRegular(path: string, stats: Stats, prefix: string, what: string): Error {
   const error: NodeJS.ErrnoException = new Error(`${prefix}it is ${fileKind(stats)}, not a regular file; ${what}`);
-  if (stats.isDirectory()) error.code = 'EISDIR';
+  error.code = stats.isDirectory() ? 'EISDIR' : ERROR_CODES.INVALID_ARGUMENT; // a FIFO, device or socket
   error.path = path;
   return error;
 }
@@ -97,7 +98,7 @@ export async function readRegularFile(path: string): Promise<Buffer> {
       let done = 0;
       while (done < size) {
         const { bytesRead } = await file.read(buffer, done, Math.min(size - done, 1 << 30), done);
-        if (bytesRead === 0) throw new Error(`the file ended at byte ${done} of ${size} (it shrank while being read)`);
+        if (bytesRead === 0) throw codedError('INVALID_CHECKPOINT', `the file ended at byte ${done} of ${size} (it shrank while being read)`);
         done += bytesRead;
       }
       return buffer;

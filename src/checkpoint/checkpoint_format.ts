@@ -72,7 +72,8 @@ export interface CheckpointSource {
   decay: number;
   numUpdates: number | null;
   progress: CheckpointProgress;
-  nonFiniteStats: CheckpointNonFiniteStats;
+  /** Default: zeros. */
+  nonFiniteStats?: CheckpointNonFiniteStats;
   /** Storage dtype of the shadows. */
   dtype: StorageDType;
   /** One per parameter; null for an unnamed parameter. */
@@ -97,6 +98,12 @@ export interface ExpectedParameters {
    * tfjs's auto-generated layer names.
    */
   matchNames?: boolean;
+  /**
+   * Each parameter's real shape where the EMA knows it (else null). A tensor saved with a shape of
+   * rank other than 1 must have exactly this shape (a [16, 8] tensor is not an [8, 16] kernel); a
+   * 1-D tensor (every file from before shapes were saved) loads whenever its element count fits.
+   */
+  shapes?: readonly (readonly number[] | null)[];
 }
 
 /** A validated checkpoint. Byte arrays are views into the parsed data, one per parameter, in the file's dtype. */

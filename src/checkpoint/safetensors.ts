@@ -10,6 +10,7 @@
 // header, safetensors_decode.ts validates one.
 import { constants as bufferConstants } from 'node:buffer';
 import { type FileHandle } from 'node:fs/promises';
+import { codedError } from '../errors';
 import { writeFileAtomic } from './atomic_write';
 import { openRegularFile } from './checkpoint_file';
 import { checkedHeaderLength, fail, parseHeader, type SafetensorsHeader, type TensorInfo } from './safetensors_decode';
@@ -124,7 +125,7 @@ export async function readSafetensorsFile(
       while (last + 1 < entries.length && entries[last + 1].end - start <= READ_GROUP_BYTES) last++;
       const length = entries[last].end - start;
       if (length > bufferConstants.MAX_LENGTH) {
-        throw new Error(`Cannot read safetensors: tensor ${JSON.stringify(entries[first].name)} has ${length} bytes, more than one Buffer can hold`);
+        throw codedError('INVALID_CHECKPOINT', `Cannot read safetensors: tensor ${JSON.stringify(entries[first].name)} has ${length} bytes, more than one Buffer can hold`);
       }
       const chunk = await readExactly(file, length, dataStart + start);
       for (const { name, dtype, shape, begin, end } of entries.slice(first, last + 1)) {

@@ -2,6 +2,7 @@
 // safetensors.ts for the format). Every field is checked before it is used; the tensors must tile
 // the data buffer exactly.
 import { isSafetensorsDType, listOfDTypes, SAFETENSORS_BYTES, type SafetensorsDType } from '../dtypes';
+import { codedError } from '../errors';
 import { describeJsonValue, elementCount, findDuplicateKey, isCount, isObject, LONE_SURROGATE } from './untrusted';
 
 /** Largest header accepted when reading (the official implementation uses the same cap). */
@@ -30,7 +31,7 @@ export interface HeaderEntry {
 }
 
 export function fail(what: string): never {
-  throw new Error(`Invalid safetensors file: ${what}`);
+  throw codedError('INVALID_CHECKPOINT', `Invalid safetensors file: ${what}`);
 }
 
 /** The 8-byte length field, checked against the file size and the cap. */

@@ -2,6 +2,7 @@
 // that describes it (see safetensors.ts for the format). Names, dtypes, shapes and the produced
 // bytes are checked here, so a writer never emits a file its own reader would refuse.
 import { isSafetensorsDType, SAFETENSORS_BYTES, type SafetensorsDType } from '../dtypes';
+import { codedError } from '../errors';
 import { describeJsonValue, elementCount, LONE_SURROGATE } from './untrusted';
 
 /** One tensor to write. Its bytes are produced lazily so a large state never sits in memory at once. */
@@ -43,7 +44,7 @@ export interface TensorLayout {
 /** Where each tensor goes in the data buffer, and its header entry; throws on anything a reader would refuse. */
 export function layoutTensors(tensors: readonly TensorSource[]): TensorLayout {
   const cannot = (what: string): never => {
-    throw new Error(`Cannot write safetensors: ${what}`);
+    throw codedError('INTERNAL', `Cannot write safetensors: ${what}`);
   };
   const seen = new Set<string>();
   const entries: string[] = [];
@@ -74,14 +75,14 @@ export function encodeHeader(entries: readonly string[], metadata: Record<string
   const members = Object.keys(metadata).map((key) => {
     const value = metadata[key];
     if (typeof value !== 'string' || LONE_SURROGATE.test(value) || LONE_SURROGATE.test(key)) {
-      throw new Error(`Cannot write safetensors: metadata ${JSON.stringify(key)} must be a well-formed string, received ${describeJsonValue(value)}`);
+      throw codedError('INTERNAL', `Cannot write safetensors: metadata ${JSON.stringify(key)} must be a well-formed string, received ${describeJsonValue(value)}`);
     }
     return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
   });
   const json = utf8.encode(`{"__metadata__":{${members.join(',')}}${entries.map((e) => `,${e}`).join('')}}`);
   const length = paddedLength ?? Math.ceil(json.length / 8) * 8;
   if (json.length > length) {
-    throw new Error(`Cannot write safetensors: the final header (${json.length} bytes) is longer than its placeholder (${length} bytes)`);
+    throw codedError('INTERNAL', `Cannot write safetensors: the final header (${json.length} bytes) is longer than its placeholder (${length} bytes)`);
   }
   const out = new Uint8Array(8 + length);
   new DataView(out.buffer).setBigUint64(0, BigInt(length), true);
@@ -94,10 +95,11 @@ export function encodeHeader(entries: readonly string[], metadata: Record<string
 export function producedBytes(tensor: TensorSource, expectedLength: number): Uint8Array {
   const view = tensor.bytes();
   if (!ArrayBuffer.isView(view)) {
-    throw new Error(`Cannot write safetensors: bytes() of tensor ${JSON.stringify(tensor.name)} returned ${describeJsonValue(view)}, not a typed array`);
+    throw codedError('INTERNAL', `Cannot write safetensors: bytes() of tensor ${JSON.stringify(tensor.name)} returned ${describeJsonValue(view)}, not a typed array`);
   }
   if (view.byteLength !== expectedLength) {
-    throw new Error(
+    throw codedError(
+      'INTERNAL',
       `Cannot write safetensors: tensor ${JSON.stringify(tensor.name)} (${tensor.dtype}, shape [${tensor.shape.join(', ')}]) ` +
         `needs ${expectedLength} bytes but bytes() returned ${view.byteLength}`,
     );

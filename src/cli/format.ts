@@ -30,6 +30,7 @@ export function formatReport(report: CheckpointReport): string {
     `decay: ${report.decay}`,
     `num_updates: ${report.numUpdates === null ? 'null (only the torch_ema schedule counts it)' : report.numUpdates}`,
     `counters: ${counters}`,
+    `non-finite: ${report.nonFiniteStats.skippedUpdates} updates skipped, ${report.nonFiniteStats.skippedElements} elements skipped`,
     `schedule: ${report.schedule === null ? '-' : JSON.stringify(report.schedule)}`,
     `parameters: ${report.parameters.length}, ${total} elements`,
   ];

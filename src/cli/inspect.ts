@@ -31,6 +31,8 @@ export interface CheckpointReport {
   step: number | null;
   samples: number | null;
   seconds: number | null;
+  /** What the non-finite guard skipped (zeros in a file from before it, format version 1 or 2). */
+  nonFiniteStats: { skippedUpdates: number; skippedElements: number };
   parameters: InspectedParameter[];
   /** How many tensors' checksums were verified. */
   verifiedTensors: number;
@@ -74,6 +76,7 @@ export async function inspectCheckpoint(path: string): Promise<CheckpointReport>
       step: decoded.progress?.step ?? null,
       samples: decoded.progress?.samples ?? null,
       seconds: decoded.progress?.seconds ?? null,
+      nonFiniteStats: decoded.nonFiniteStats,
       parameters,
       verifiedTensors,
     };

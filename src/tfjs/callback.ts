@@ -5,7 +5,7 @@
 // its own tf.Callback class, so the callback's class must extend the Callback of the very tfjs copy
 // the model comes from: it is built on demand from the `tf` module given (or found), once per module.
 import type { ExponentialMovingAverage } from '../ema';
-import { describe, expectedRangeError, expectedTypeError } from '../errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument } from '../errors';
 import { isTfjsModule, loadTfjs, TfjsModule } from './module';
 
 /**
@@ -136,10 +136,11 @@ async function valuesOf(outputs: ScalarLike | ScalarLike[]): Promise<number[]> {
 }
 
 function wrongCopy(hook: string): Error {
-  return new Error(
+  return invalidArgument(
     `EmaCallback.${hook}() was called on an object that is not the callback: model.fit() did not ` +
       'recognise it as a callback, because it was built from another copy of TensorFlow.js than the ' +
       "model's. Create it with createEmaCallback(ema, { tf }), passing the tf module the model was built with.",
+    Error,
   );
 }
 
@@ -217,7 +218,7 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
       if (settings.validationData === undefined || (epoch + 1) % settings.validationFreq !== 0) return;
       const model = this.model as EvaluableModel | null;
       if (model === null || typeof model?.evaluate !== 'function') {
-        throw new Error('EmaCallback.onEpochEnd(): no model to evaluate; use the callback in model.fit() or model.fitDataset()');
+        throw invalidArgument('EmaCallback.onEpochEnd(): no model to evaluate; use the callback in model.fit() or model.fitDataset()', Error);
       }
       // A checkpoint in flight first settles (scopes open only on an idle EMA). The averaged
       // weights are in place only while this runs; the raw ones are back before fit() goes on,

@@ -4,6 +4,8 @@
 // In an ordinary install these are the copies the user's code loads too; where they may not be
 // (npm link, nested copies), pass `tf`.
 
+import { codedError } from '../errors';
+
 /** The part of a TensorFlow.js module (`@tensorflow/tfjs`, `-node`, `-node-gpu`) the adapter uses. */
 export interface TfjsModule {
   /** tfjs-layers' `Callback`, the base class model.fit() recognises callbacks by. */
@@ -38,19 +40,21 @@ export function loadTfjs(): TfjsModule {
       module = require(name);
     } catch (error) {
       if (isMissing(error, name)) continue;
-      throw new Error(
+      throw codedError(
+        'TFJS_UNAVAILABLE',
         `model-ema/tfjs: ${name} is installed but failed to load (${(error as Error)?.message ?? error}). ` +
           'Repair it, or pass the TensorFlow.js module you use as the `tf` option.',
         { cause: error },
       );
     }
     if (!isTfjsModule(module)) {
-      throw new Error(`model-ema/tfjs: ${name} does not export Callback; pass your TensorFlow.js module as the \`tf\` option`);
+      throw codedError('TFJS_UNAVAILABLE', `model-ema/tfjs: ${name} does not export Callback; pass your TensorFlow.js module as the \`tf\` option`);
     }
     loaded = module;
     return module;
   }
-  throw new Error(
+  throw codedError(
+    'TFJS_UNAVAILABLE',
     `model-ema/tfjs needs TensorFlow.js, and none of ${TFJS_PACKAGES.join(', ')} is installed: ` +
       'install @tensorflow/tfjs-node (native, fastest) or @tensorflow/tfjs, or pass your TensorFlow.js ' +
       'module as the `tf` option.',

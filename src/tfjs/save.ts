@@ -8,7 +8,7 @@ import { readRegularFile } from '../checkpoint/checkpoint_file';
 // own declarations never mention tfjs.
 import type { io } from '@tensorflow/tfjs';
 import type { ExponentialMovingAverage } from '../ema';
-import { expectedTypeError } from '../errors';
+import { codedError, expectedTypeError, invalidArgument } from '../errors';
 import type { Parameter } from '../parameters';
 
 /**
@@ -78,7 +78,7 @@ export function fileIOHandler(directory: string): FileIOHandler {
   return {
     async save(artifacts: io.ModelArtifacts): Promise<io.SaveResult> {
       if (artifacts.modelTopology instanceof ArrayBuffer || ArrayBuffer.isView(artifacts.modelTopology)) {
-        throw new Error('fileIOHandler: binary (GraphDef) model topologies are not supported; save a layers model');
+        throw invalidArgument('fileIOHandler: binary (GraphDef) model topologies are not supported; save a layers model', Error);
       }
       await mkdir(folder, { recursive: true });
       const chunks = chunksOf(artifacts.weightData);
@@ -111,20 +111,22 @@ export function fileIOHandler(directory: string): FileIOHandler {
       try {
         json = JSON.parse((await readRegularFile(jsonPath)).toString('utf8')) as Record<string, unknown>;
       } catch (error) {
-        throw new Error(`fileIOHandler: cannot read ${jsonPath}: ${(error as Error).message}`, { cause: error });
+        const code = (error as NodeJS.ErrnoException).code; // a file-system error keeps its own (ENOENT, ...)
+        const wrapped = codedError('INVALID_CHECKPOINT', `fileIOHandler: cannot read ${jsonPath}: ${(error as Error).message}`, { cause: error });
+        throw typeof code === 'string' ? Object.assign(wrapped, { code }) : wrapped;
       }
       const manifest = json.weightsManifest;
-      if (!Array.isArray(manifest)) throw new Error(`fileIOHandler: ${jsonPath} has no weightsManifest array`);
+      if (!Array.isArray(manifest)) throw codedError('INVALID_CHECKPOINT', `fileIOHandler: ${jsonPath} has no weightsManifest array`);
       const weightSpecs: io.WeightsManifestEntry[] = [];
       const buffers: Buffer[] = [];
       for (const group of manifest as { paths?: unknown; weights?: unknown }[]) {
         if (!Array.isArray(group?.paths) || !Array.isArray(group.weights)) {
-          throw new Error(`fileIOHandler: ${jsonPath} has a weightsManifest group without paths and weights`);
+          throw codedError('INVALID_CHECKPOINT', `fileIOHandler: ${jsonPath} has a weightsManifest group without paths and weights`);
         }
         weightSpecs.push(...(group.weights as io.WeightsManifestEntry[]));
         for (const file of group.paths as unknown[]) {
           if (typeof file !== 'string' || path.isAbsolute(file) || file.split(/[\\/]/).includes('..')) {
-            throw new Error(`fileIOHandler: ${jsonPath} names a weights file outside its folder: ${JSON.stringify(file)}`);
+            throw codedError('INVALID_CHECKPOINT', `fileIOHandler: ${jsonPath} names a weights file outside its folder: ${JSON.stringify(file)}`);
           }
           buffers.push(await readRegularFile(path.join(folder, file)));
         }

@@ -10,6 +10,7 @@
 // takes over with assign(); the temporary tensor is disposed at once, so tf.memory().numTensors
 // does not move.
 import { types } from 'node:util';
+import { invalidArgument } from '../errors';
 import type { ParamArray, ParameterKind } from '../parameter_kinds';
 
 /** The part of a tfjs-core `tf.Variable` the EMA uses. */
@@ -99,6 +100,7 @@ export const tfVariableKind: ParameterKind<TfVariableLike> = {
     );
   },
   ownName: (v) => (typeof v.name === 'string' ? v.name : undefined),
+  shape: (v) => [...v.shape],
   numel: (v) => (v.isDisposed ? 0 : numelOf(v.shape)),
   unusable: (v) => (v.isDisposed ? 'was disposed' : dtypeProblem(v.dtype)),
   read: readVariable,
@@ -110,7 +112,7 @@ export const tfVariableKind: ParameterKind<TfVariableLike> = {
 function underlying(v: LayerVariableLike): TfVariableLike {
   const core = v.read() as TfVariableLike;
   if (!tfVariableKind.matches(core)) {
-    throw new Error(`LayerVariable ${JSON.stringify(v.name)}: read() did not return a tf.Variable; cannot read or write it`);
+    throw invalidArgument(`LayerVariable ${JSON.stringify(v.name)}: read() did not return a tf.Variable; cannot read or write it`, Error);
   }
   return core;
 }
@@ -139,6 +141,7 @@ export const layerVariableKind: ParameterKind<LayerVariableLike> = {
     );
   },
   ownName: (v) => v.name,
+  shape: (v) => v.shape.map((d) => d ?? 0),
   numel: (v) => (layerVariableDisposed(v) ? 0 : numelOf(v.shape)),
   unusable: (v) => (layerVariableDisposed(v) ? 'was disposed' : dtypeProblem(v.dtype)),
   read: (v) => readVariable(underlying(v)),

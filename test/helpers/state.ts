@@ -63,13 +63,27 @@ export interface ExpectedError {
   name: string;
   /** Every pattern must occur in the message. */
   message: (string | RegExp)[];
+  /**
+   * The error's `code`. Omitted: any model-ema code (ERR_MODEL_EMA_*) or a file-system errno code
+   * (ENOENT, ...) will do, so every error these helpers see is checked for one; null: an error that
+   * is not model-ema's (a callback's own error passed through), which is not checked.
+   */
+  code?: string | null;
 }
+
+/** Every error model-ema throws has a code: its family's, or the file system's for file-system errors. */
+export const ANY_ERROR_CODE = /^(ERR_MODEL_EMA_[A-Z_]+|E[A-Z]+)$/;
 
 function checkError(error: unknown, expected: ExpectedError): void {
   expect(error).toBeDefined();
   const e = error as Error;
   expect(typeof e.message).toBe('string');
   expect(e.name).toBe(expected.name);
+  if (expected.code !== null) {
+    const code = (e as { code?: unknown }).code;
+    if (expected.code === undefined) expect([e.message, code]).toEqual([e.message, expect.stringMatching(ANY_ERROR_CODE)]);
+    else expect([e.message, code]).toEqual([e.message, expected.code]);
+  }
   for (const part of expected.message) {
     if (typeof part === 'string') expect(e.message).toContain(part);
     else expect(e.message).toMatch(part);
