@@ -63,8 +63,13 @@ export declare class ShadowArena {
    * 'skip-update', a count above 0 means nothing changed.
    */
   update(params: readonly ParamArray[], description: UpdateDescription): number;
-  /** update() on a libuv thread, from a snapshot of `params` taken before it returns. */
-  updateAsync(params: readonly ParamArray[], description: UpdateDescription): Promise<number>;
+  /**
+   * update() on a libuv thread, from a snapshot of `params` taken before it returns; with `inPlace`,
+   * from `params` themselves, which must all be views of SharedArrayBuffers (memory that cannot be
+   * detached, transferred or shrunk while the worker reads it; TypeError otherwise). The arrays are
+   * kept alive until the promise settles; the caller must not write them meanwhile.
+   */
+  updateAsync(params: readonly ParamArray[], description: UpdateDescription, inPlace?: boolean): Promise<number>;
   /** arena = params (rounded to the storage dtype). */
   copyFrom(params: readonly ParamArray[]): void;
   /** params = arena (converted to each parameter's type). */

@@ -13,10 +13,10 @@ import type { UpdateDescription } from './schedule';
  * the pass saw (0 with nonFinite 'propagate'). Every path to the kernels' update goes through here,
  * so a change of the native signature is a change of this function only.
  */
-export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: true): Promise<number>;
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: true, inPlace?: boolean): Promise<number>;
 export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: false): number;
-export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: boolean): Promise<number> | number {
-  return async ? arena.updateAsync(params, update) : arena.update(params, update);
+export function updateShadows(arena: ShadowArena, params: readonly ParamArray[], update: UpdateDescription, async: boolean, inPlace = false): Promise<number> | number {
+  return async ? arena.updateAsync(params, update, inPlace) : arena.update(params, update);
 }
 
 /** A backup must give the raw weights back bit for bit: float64 parameters need a float64 backup. */

@@ -21,11 +21,12 @@ import { codedError, disposedError, expectedTypeError, withCode } from './errors
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
-import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
+import { Parameter, ResolvedParameters, toEntries } from './parameters';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
-import type { ParsedSchedule, Progress } from './schedule_options';
+import type { AsyncProgress, ParsedSchedule, Progress } from './schedule_options';
+import { asyncInputs, type AsyncInputs } from './async_inputs';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
@@ -33,7 +34,7 @@ import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from '
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
-export type { Progress, Schedule } from './schedule_options';
+export type { AsyncProgress, Progress, Schedule } from './schedule_options';
 export type { NonFiniteStats } from './training_state';
 
 export class ExponentialMovingAverage implements Disposable {
@@ -150,25 +151,29 @@ export class ExponentialMovingAverage implements Disposable {
 
   /**
    * update() off the JS thread. The parameters are read (snapshotted) before this returns when no
-   * other updateAsync() is in flight; a queued call copies them then. Calls on one
-   * EMA run in call order; other methods throw until the returned promise settles.
+   * other updateAsync() is in flight; a queued call copies them then. `{ snapshot: false }` reads
+   * typed arrays over SharedArrayBuffers in place instead (no copy; do not write them until the
+   * promise settles); see async_inputs.ts. Calls on one EMA run in call order; other methods
+   * throw until the returned promise settles.
    */
-  updateAsync(parameters?: Iterable<Parameter>, progress?: Progress): Promise<void> {
+  updateAsync(parameters?: Iterable<Parameter>, progress?: AsyncProgress): Promise<void> {
     // Every input is fixed at the call (decay, schedule, progress, and a copy of queued parameters).
     let call: FixedCall;
-    let queuedCopy: ParamArray[] | undefined;
+    let queued: AsyncInputs | undefined;
+    const inputs = (isQueued: boolean): AsyncInputs =>
+      asyncInputs(this.#resolve(parameters, 'updateAsync()'), call.progress.snapshot !== false, isQueued, 'updateAsync()');
     try {
       call = this.#state.fix(progress, 'updateAsync()');
-      if (this.#queue.busy && this.#open('updateAsync()')) queuedCopy = this.#resolve(parameters, 'updateAsync()').read().map((a) => a.slice());
+      if (this.#queue.busy && this.#open('updateAsync()')) queued = inputs(true);
     } catch (error) {
       return Promise.reject(error);
     }
     return this.#queue.run(async () => {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
-      const arrays = queuedCopy ?? this.#resolve(parameters, 'updateAsync()').read();
+      const { arrays, inPlace } = queued ?? inputs(false);
       const { update, commit } = this.#state.plan(call);
-      commit(await updateShadows(shadows, arrays, update, true));
+      commit(await updateShadows(shadows, arrays, update, true, inPlace));
     });
   }
 

@@ -21,6 +21,8 @@ export interface UpdateProgress {
   steps: number;
   samples: number | undefined;
   seconds: number;
+  /** updateAsync(): false reads SharedArrayBuffer-backed parameters in place (see ema.ts). */
+  snapshot?: boolean;
 }
 
 export function initialCounters(schedule: ParsedSchedule): Counters {
@@ -135,14 +137,14 @@ export class ProgressClock {
   }
 
   fix(schedule: ParsedSchedule, progress: unknown, operation: string): UpdateProgress {
-    const { steps, samples, seconds } = parseProgress(progress, operation);
+    const { steps, samples, seconds, snapshot } = parseProgress(progress, operation);
     if (schedule.kind === 'half-life' && schedule.unit === 'samples' && samples === undefined) {
       throw invalidArgument(`${operation}: progress.samples is required on every update by schedule half-life with unit 'samples'`);
     }
     const now = performance.now();
     const elapsed = Math.max(0, (now - this.#last) / 1000);
     this.#last = now;
-    return { steps, samples, seconds: seconds ?? elapsed };
+    return { steps, samples, seconds: seconds ?? elapsed, snapshot };
   }
 }
 

@@ -18,7 +18,9 @@ export type ParsedSchedule =
 
 /** How much training happened since the last update. */
 export interface Progress { steps?: number; samples?: number; seconds?: number }
-export interface ParsedProgress { steps: number; samples: number | undefined; seconds: number | undefined }
+/** updateAsync()'s progress: also whether to snapshot the parameters (default true; see updateAsync). */
+export interface AsyncProgress extends Progress { snapshot?: boolean }
+export interface ParsedProgress { steps: number; samples: number | undefined; seconds: number | undefined; snapshot: boolean }
 
 const SIGMA_REL_MAX = Math.sqrt(1 / 12); // 0.28867...: the sigmaRel of gamma -> 0
 
@@ -129,10 +131,9 @@ function amount(value: unknown, name: string): number | undefined {
 
 /** update()'s progress: { steps = 1, samples?, seconds? }. */
 export function parseProgress(progress: unknown, operation: string): ParsedProgress {
-  if (progress === undefined) return { steps: 1, samples: undefined, seconds: undefined };
+  if (progress === undefined) return { steps: 1, samples: undefined, seconds: undefined, snapshot: true };
   if (typeof progress !== 'object' || progress === null) throw expectedTypeError('{ steps?, samples?, seconds? }', `${operation} progress`, progress);
-  // updateAsync() also takes `snapshot` (SPEC); parameters are always snapshotted for now, which
-  // keeps the promise `snapshot: false` asks of the caller without relying on it.
+  // updateAsync() also takes `snapshot` (SPEC).
   const isAsync = operation === 'updateAsync()';
   refuseUnknownOptions(progress, isAsync ? ['steps', 'samples', 'seconds', 'snapshot'] : ['steps', 'samples', 'seconds'], `${operation} progress`);
   const snapshot = (progress as { snapshot?: unknown }).snapshot;
@@ -140,5 +141,5 @@ export function parseProgress(progress: unknown, operation: string): ParsedProgr
   const p = progress as Record<string, unknown>;
   const steps = p.steps ?? 1;
   if (!isNonNegativeInteger(steps)) throw expectedTypeError('a non-negative integer', `${operation} progress.steps`, steps);
-  return { steps, samples: amount(p.samples, `${operation} progress.samples`), seconds: amount(p.seconds, `${operation} progress.seconds`) };
+  return { steps, samples: amount(p.samples, `${operation} progress.samples`), seconds: amount(p.seconds, `${operation} progress.seconds`), snapshot: snapshot !== false };
 }

@@ -215,4 +215,18 @@ ParamList ParseParams(Napi::Env env, const std::vector<Napi::Value>& items, cons
   return params;
 }
 
+void CheckSharedMemory(Napi::Env env, const std::vector<Napi::Value>& items, const char* arg) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    napi_value buffer;
+    NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, items[i], nullptr, nullptr, nullptr, &buffer, nullptr), );
+    // Node-API tells ArrayBuffers apart; a typed array's buffer that is not one is a SharedArrayBuffer.
+    bool is_array_buffer = false;
+    NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, buffer, &is_array_buffer), );
+    if (is_array_buffer) {
+      ThrowTypeError(env, "a typed array over a SharedArrayBuffer (an ArrayBuffer can be transferred or resized while a worker reads it)",
+                     std::string(arg) + "[" + std::to_string(i) + "]", items[i]);
+    }
+  }
+}
+
 }  // namespace model_ema

@@ -52,5 +52,9 @@ std::vector<Napi::Value> ParamItems(const Napi::Value& value, const char* arg, s
 // Nothing is kept: the pointers are valid only until JS runs again.
 ParamList ParseParams(Napi::Env env, const std::vector<Napi::Value>& items, const char* arg,
                       const ArenaLayout& arena);
+// For updateAsync in place: every item (already checked by ParseParams) is a view of a
+// SharedArrayBuffer, whose memory nothing can take away while a worker thread reads it (it cannot
+// be detached, transferred or shrunk). TypeError naming the item otherwise.
+void CheckSharedMemory(Napi::Env env, const std::vector<Napi::Value>& items, const char* arg);
 
 }  // namespace model_ema

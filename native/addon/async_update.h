@@ -1,12 +1,13 @@
-// updateAsync's work item: averages a snapshot of the parameters into the shadows (host or
-// device alike) on a libuv thread. It reads only native memory that it co-owns (the arena, the
-// snapshot, the pool), never a JS value, so nothing the caller does to its buffers meanwhile can
-// tear the shadows.
+// updateAsync's work item: averages the parameters into the shadows (host or device alike) on a
+// libuv thread. It reads either a snapshot that it co-owns, so nothing the caller does to its
+// buffers meanwhile can tear the shadows, or (in place) SharedArrayBuffer memory that it keeps
+// alive through references to the typed arrays: such memory cannot be detached or shrunk.
 #pragma once
 
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "../kernels/arena.h"
 #include "../kernels/host_arena.h"
@@ -19,9 +20,10 @@ class ShadowArena;
 
 class AsyncUpdate : public Napi::AsyncWorker {
  public:
+  // `params` points into `snapshot` (when not null) or into the typed arrays of `pinned`.
   AsyncUpdate(const Napi::Object& owner_object, ShadowArena* owner, std::shared_ptr<Arena> shadows,
-              std::shared_ptr<HostArena> snapshot, std::shared_ptr<ThreadPool> pool, CpuContext cpu,
-              UpdateDescription description);
+              std::shared_ptr<HostArena> snapshot, ParamList params, const std::vector<Napi::Value>& pinned,
+              std::shared_ptr<ThreadPool> pool, CpuContext cpu, UpdateDescription description);
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
@@ -34,7 +36,9 @@ class AsyncUpdate : public Napi::AsyncWorker {
   ShadowArena* owner_;
   Napi::ObjectReference owner_reference_;  // keeps owner_ from being collected while in flight
   std::shared_ptr<Arena> shadows_;
-  std::shared_ptr<HostArena> snapshot_;    // the parameters as they were when updateAsync was called
+  std::shared_ptr<HostArena> snapshot_;    // the parameters as they were when updateAsync was called, or null
+  ParamList params_;                       // what the update reads
+  std::vector<Napi::Reference<Napi::Value>> pinned_;  // in place: the typed arrays read
   std::shared_ptr<ThreadPool> pool_;       // keeps cpu_.pool alive
   CpuContext cpu_;
   UpdateDescription description_;

@@ -151,25 +151,39 @@ Napi::Value ShadowArena::Update(const Napi::CallbackInfo& info) {
 
 Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  UpdateDescription description;
-  ParamList params = Params(info, "updateAsync", [&] { description = ParseUpdateDescription(info[1], "description"); });
+  std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(env, "updateAsync").tensor_count());
+  const UpdateDescription description = ParseUpdateDescription(info[1], "description");
+  const Napi::Value in_place_value = info[2];
+  if (!in_place_value.IsUndefined() && !in_place_value.IsBoolean()) ThrowTypeError(env, "a boolean", "inPlace", in_place_value);
+  const bool in_place = in_place_value.IsBoolean() && in_place_value.As<Napi::Boolean>().Value();
+  const ArenaLayout& layout = Usable(env, "updateAsync");  // again: the getters ran JS
+  ParamList params = ParseParams(env, items, "params", layout);
 
-  // Snapshot the parameters now: once this returns, the caller may change, detach or transfer its
-  // buffers (the next optimizer step, say) without affecting the average being computed.
-  bool any_f64 = false;
-  for (const ParamBuffer& p : params) any_f64 |= p.type == ParamType::kFloat64;
-  DType snapshot_dtype = any_f64 ? DType::kFloat64 : DType::kFloat32;
-  if (!snapshot_ || snapshot_->dtype() != snapshot_dtype) {
-    int64_t old_bytes = snapshot_ ? static_cast<int64_t>(snapshot_->layout().byte_length()) : 0;
-    snapshot_ = Allocate(env, snapshot_dtype,
-                         [&] { return std::make_shared<HostArena>(snapshot_dtype, arena_->layout().sizes()); });
-    int64_t delta = static_cast<int64_t>(snapshot_->layout().byte_length()) - old_bytes;
-    reported_bytes_ += delta;
-    Napi::MemoryManagement::AdjustExternalMemory(env, delta);
+  std::vector<Napi::Value> pinned;
+  if (in_place) {
+    // Read where they are, on the worker thread: only memory nothing can take away meanwhile.
+    CheckSharedMemory(env, items, "params");
+    pinned = items;
+  } else {
+    // Snapshot the parameters now: once this returns, the caller may change, detach or transfer its
+    // buffers (the next optimizer step, say) without affecting the average being computed.
+    bool any_f64 = false;
+    for (const ParamBuffer& p : params) any_f64 |= p.type == ParamType::kFloat64;
+    DType snapshot_dtype = any_f64 ? DType::kFloat64 : DType::kFloat32;
+    if (!snapshot_ || snapshot_->dtype() != snapshot_dtype) {
+      int64_t old_bytes = snapshot_ ? static_cast<int64_t>(snapshot_->layout().byte_length()) : 0;
+      snapshot_ = Allocate(env, snapshot_dtype,
+                           [&] { return std::make_shared<HostArena>(snapshot_dtype, arena_->layout().sizes()); });
+      int64_t delta = static_cast<int64_t>(snapshot_->layout().byte_length()) - old_bytes;
+      reported_bytes_ += delta;
+      Napi::MemoryManagement::AdjustExternalMemory(env, delta);
+    }
+    snapshot_->CopyFromParams(Cpu(), params);
+    params = snapshot_->AsParams();
   }
-  snapshot_->CopyFromParams(Cpu(), params);
 
-  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, snapshot_, addon_->pool, Cpu(), description);
+  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, in_place ? nullptr : snapshot_, std::move(params),
+                               pinned, addon_->pool, Cpu(), description);
   Napi::Promise promise = work->Promise();
   busy_ = true;
   work->Queue();
