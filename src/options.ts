@@ -96,7 +96,11 @@ function parsePerElement(o: Partial<Record<keyof EmaOptions, unknown>>, dtype: S
   const seed = o.seed ?? 0;
   if (typeof seed !== 'number') throw expectedTypeError('an integer in [0, 2^53 - 1]', 'seed', seed);
   if (!isNonNegativeInteger(seed)) throw expectedRangeError('an integer in [0, 2^53 - 1]', 'seed', describe(seed));
-  return rounding === 'stochastic' ? { nonFinite, rounding, seed } : { nonFinite, rounding };
+  // Defaults are left out: the addon reads an absent field as its default, fastest.
+  const perElement: PerElementOptions = {};
+  if (nonFinite !== 'propagate') perElement.nonFinite = nonFinite;
+  if (rounding === 'stochastic') Object.assign(perElement, { rounding, seed });
+  return perElement;
 }
 
 /** to()'s target: each option defaults to where the shadows are now. */

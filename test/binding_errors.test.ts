@@ -56,6 +56,23 @@ describe('ShadowArena argument checks', () => {
     expectUnchanged(arena, () => arena.update(good(), { decay: decay as number }), name, message);
   });
 
+  // The addon checks the per-element fields again, whatever the facade let through.
+  test.each([
+    [{ nonFinite: 'skip' }, 'RangeError', /one of 'propagate', 'skip-update', 'skip-element' for nonFinite but received 'skip'/],
+    [{ nonFinite: 'skip-update-and-more-words-than-fit-in-a-buffer' }, 'RangeError', /for nonFinite but received 'skip-update-and-more-words-than-fit-in-a/],
+    [{ nonFinite: 1 }, 'TypeError', /for nonFinite but received 1/],
+    [{ rounding: 'up' }, 'RangeError', /one of 'nearest', 'stochastic' for rounding but received 'up'/],
+    [{ rounding: null }, 'TypeError', /for rounding but received null/],
+    [{ seed: -1 }, 'RangeError', /non-negative integer for seed but received -1/],
+    [{ seed: 2 ** 53 }, 'RangeError', /for seed but received 9007199254740992/],
+    [{ updateIndex: 1.5 }, 'RangeError', /for updateIndex but received 1.5/],
+    [{ updateIndex: '1' }, 'TypeError', /for updateIndex but received '1'/],
+  ])('update description field %p is refused', (fields, name, message) => {
+    const arena = arenaWithValues();
+    expectUnchanged(arena, () => arena.update(good(), { decay: 0.5, ...(fields as object) }), name, message);
+    expectUnchanged(arena, () => arena.updateAsync(good(), { decay: 0.5, ...(fields as object) }), name, message);
+  });
+
   test.each([
     [0.5, /for description but received 0.5/],
     [undefined, /for description but received undefined/],

@@ -105,14 +105,20 @@ namespace {
 template <size_t N>
 size_t ParseChoice(const Napi::Value& value, const char* arg, const char* const (&names)[N], size_t fallback) {
   if (value.IsUndefined()) return fallback;
-  std::string expected = "one of";
-  for (size_t i = 0; i < N; ++i) expected += std::string(i == 0 ? " '" : ", '") + names[i] + "'";
-  if (!value.IsString()) ThrowTypeError(value.Env(), expected, arg, value);
-  const std::string text = value.As<Napi::String>().Utf8Value();
+  // Built only for an error: this runs on every update.
+  auto expected = [&] {
+    std::string text = "one of";
+    for (size_t i = 0; i < N; ++i) text += std::string(i == 0 ? " '" : ", '") + names[i] + "'";
+    return text;
+  };
+  if (!value.IsString()) ThrowTypeError(value.Env(), expected(), arg, value);
+  char text[32];
+  size_t length = 0;
+  NAPI_THROW_IF_FAILED(value.Env(), napi_get_value_string_utf8(value.Env(), value, text, sizeof text, &length), 0);
   for (size_t i = 0; i < N; ++i) {
-    if (text == names[i]) return i;
+    if (std::strcmp(text, names[i]) == 0 && length == std::strlen(names[i])) return i;
   }
-  ThrowRangeError(value.Env(), expected, arg, DescribeValue(value));
+  ThrowRangeError(value.Env(), expected(), arg, DescribeValue(value));
 }
 
 uint64_t ParseOptionalInteger(const Napi::Value& value, const char* arg) {
