@@ -1,7 +1,9 @@
 // Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
-// tensor, from the arenas), and a decoded checkpoint swapped in as new arenas.
+// tensor, from the arenas or from copies of them that save() writes while training goes on), and a
+// decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { saveCheckpoint, type CheckpointSource, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
+import type { ShadowArena } from './native';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
 import type { TrainingScalars } from './training_state';
@@ -55,4 +57,39 @@ export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint,
         : null;
     return { shadows: nextShadows, backup };
   });
+}
+
+/** A checkpoint over copies of the arenas, and what frees the copies. */
+export interface CopiedCheckpoint {
+  source: CheckpointSource;
+  release(): void;
+}
+
+/**
+ * The checkpoint of this moment over copies of the arenas (each one native copy, in its dtype and
+ * on its device), so that save() writes the state at its call while updates go on.
+ */
+export function copiedCheckpoint(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CopiedCheckpoint {
+  const shadowsCopy = shadows.cast(shadows.dtype);
+  let backupCopy: ShadowArena | null;
+  try {
+    backupCopy = backup === null ? null : backup.cast(backup.dtype);
+  } catch (error) {
+    shadowsCopy.dispose();
+    throw error;
+  }
+  const release = (): void => {
+    shadowsCopy.dispose();
+    backupCopy?.dispose();
+  };
+  return { source: checkpointSource({ ...scalars, names: [...scalars.names] }, { shadows: shadowsCopy, backup: backupCopy }), release };
+}
+
+/** Writes a copied checkpoint to `path` (atomically), then frees the copies however it ends. */
+export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint): Promise<void> {
+  try {
+    await saveCheckpoint(path, copy.source);
+  } finally {
+    copy.release();
+  }
 }

@@ -4,6 +4,7 @@ import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, expectedTypeError, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
+import { parsePublishEvery } from './publish/publisher';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
 export interface EmaOptions {
@@ -17,6 +18,8 @@ export interface EmaOptions {
   dtype?: StorageDType;
   /** Where the shadows live. Default 'cpu'. */
   device?: Device;
+  /** Publish (see publish()) after every this many updates. Default: only when publish() is called. */
+  publishEvery?: number;
 }
 
 export interface LoadOptions {
@@ -40,9 +43,10 @@ export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
 export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'dtype' | 'device'>> {
   schedule: ParsedSchedule;
   perElement: PerElementOptions;
+  publishEvery: number | undefined;
 }
 
-const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device'] as const satisfies readonly (keyof EmaOptions)[];
+const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'publishEvery'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -54,8 +58,9 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   const schedule = scheduleFromOptions(o.schedule, o.useNumUpdates);
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
+  const publishEvery = parsePublishEvery(o.publishEvery);
   assertDeviceAvailable(device);
-  return { decay, schedule, dtype, device, perElement: {} };
+  return { decay, schedule, dtype, device, perElement: {}, publishEvery };
 }
 
 /** to()'s target: each option defaults to where the shadows are now. */
