@@ -174,14 +174,10 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /** Copies the shadows (as float32) into the shared region that shareable() hands out; returns the version (1, 2, ...). */
-  publish(): number {
-    return this.#publisher.publish(this.#idle('publish()').shadows);
-  }
+  publish(): number { return this.#publisher.publish(this.#idle('publish()').shadows); }
 
   /** The published region, for `new PublishedWeightsReader(handle)` in this thread or a worker (postMessage it). */
-  shareable(): PublishedWeightsHandle {
-    return this.#open('shareable()') && this.#publisher.shareable();
-  }
+  shareable(): PublishedWeightsHandle { return this.#open('shareable()') && this.#publisher.shareable(); }
 
   /** Writes the shadows into the parameters (converted to each parameter's type). */
   copyTo(parameters?: Iterable<Parameter>): void {
