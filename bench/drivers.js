@@ -252,6 +252,9 @@ for (const api of ['update', 'updateAsync']) {
 }
 add({ id: 'model-ema-publish-f32', family: 'model-ema', label: 'model-ema publish', cost: 'native', bytesPerParam: 8, setup: publishSetup({ api: 'publish' }) });
 add({ id: 'model-ema-update-f32-4readers', family: 'model-ema', label: 'model-ema update 4 readers', cost: 'native', setup: publishSetup({ api: 'update', readers: 4 }) });
+// One update thread and one reader: on a 2-core machine no thread waits for a core, so what is left
+// is the readers' share of memory bandwidth (compare with model-ema-update-f32-1t).
+add({ id: 'model-ema-update-f32-1t-1reader', family: 'model-ema', label: 'model-ema update 1 reader', cost: 'native', threads: 1, setup: publishSetup({ api: 'update', readers: 1 }) });
 add({ id: 'native-update-f32', family: 'native', label: 'native arena update', cost: 'native', setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
 add({ id: 'native-update-f32-1t', family: 'native', label: 'native arena update', cost: 'native', threads: 1, setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
 add({ id: 'native-update-bf16', family: 'native', label: 'native arena update', cost: 'native', dtype: 'bfloat16', setup: nativeSetup({ dtype: 'bfloat16', api: 'update' }) });

@@ -181,6 +181,18 @@ const TARGETS = [
     pass: (v) => v <= 1.15,
     unit: (v) => `${fixed(v, 2)}x update()`,
   },
+  {
+    text: 'resnet50-like: model-ema update() on 1 thread with 1 busy reader thread <= 1.15x without',
+    driver: 'model-ema-update-f32-1t-1reader',
+    fallback: 'model-ema-update-f32-1t-1reader',
+    value: (rows, id) => {
+      const busy = find(rows, 'resnet50-like', id);
+      const update = find(rows, 'resnet50-like', 'model-ema-update-f32-1t');
+      return busy && update ? busy.msMedian / update.msMedian : NaN;
+    },
+    pass: (v) => v <= 1.15,
+    unit: (v) => `${fixed(v, 2)}x update()`,
+  },
 ];
 
 function evaluateTargets(rows) {

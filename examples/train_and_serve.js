@@ -31,7 +31,9 @@ function quietTfjs() {
   const warn = console.warn;
   console.warn = () => undefined; // the cpu backend's "install tfjs-node" banner
   try {
-    return loadTfjs();
+    const tf = loadTfjs();
+    tf.tidy(() => tf.zeros([1]).dataSync()); // the banner comes with the first use
+    return tf;
   } finally {
     console.warn = warn;
   }
