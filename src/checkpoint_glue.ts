@@ -67,22 +67,23 @@ export interface CopiedCheckpoint {
 
 /**
  * The checkpoint of this moment over copies of the arenas (each one native copy, in its dtype and
- * on its device), so that save() writes the state at its call while updates go on.
+ * on its device, into a spare arena of an earlier save when one fits), so that save() writes the
+ * state at its call while updates go on. `release` hands the copies back as spares.
  */
-export function copiedCheckpoint(scalars: CheckpointScalars, { shadows, backup }: CurrentArenas): CopiedCheckpoint {
-  const shadowsCopy = shadows.cast(shadows.dtype);
-  let backupCopy: ShadowArena | null;
+export function copiedCheckpoint(scalars: CheckpointScalars, arenas: EmaArenas): CopiedCheckpoint {
+  const shadows = arenas.copy('shadows')!;
+  let backup: ShadowArena | null;
   try {
-    backupCopy = backup === null ? null : backup.cast(backup.dtype);
+    backup = arenas.copy('backup');
   } catch (error) {
-    shadowsCopy.dispose();
+    arenas.reuse('shadows', shadows);
     throw error;
   }
   const release = (): void => {
-    shadowsCopy.dispose();
-    backupCopy?.dispose();
+    arenas.reuse('shadows', shadows);
+    if (backup !== null) arenas.reuse('backup', backup);
   };
-  return { source: checkpointSource({ ...scalars, names: [...scalars.names] }, { shadows: shadowsCopy, backup: backupCopy }), release };
+  return { source: checkpointSource({ ...scalars, names: [...scalars.names] }, { shadows, backup }), release };
 }
 
 /** Writes a copied checkpoint to `path` (atomically), then frees the copies however it ends. */

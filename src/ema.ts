@@ -253,7 +253,7 @@ export class ExponentialMovingAverage implements Disposable {
   save(path: string): Promise<void> {
     try {
       checkFilePath(path);
-      const copy = this.#queue.atItsTurn(() => this.#checkpoint(copiedCheckpoint, this.#open('save()')));
+      const copy = this.#queue.atItsTurn(() => this.#checkpoint((scalars) => copiedCheckpoint(scalars, this.#arenas), this.#open('save()')));
       return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy));
     } catch (error) {
       return Promise.reject(error);

@@ -86,6 +86,24 @@ describe('ShadowArena argument checks', () => {
     arena.dispose();
   });
 
+  test('copyFromArena copies another arena of the same sizes into this one, converting the dtype, and refuses others', () => {
+    const source = arenaWithValues();
+    const target = new binding.ShadowArena('bfloat16', [3, 5]);
+    target.copyFromArena(source);
+    expect(Array.from(target.read(1))).toEqual([4, 5, 6, 7, 8]);
+    const fresh = new binding.ShadowArena('float32', [3, 5]);
+    fresh.copyFromArena(target);
+    expect(Array.from(fresh.read(0))).toEqual([1, 2, 3]);
+    fresh.copyFromArena(fresh); // itself: nothing to do
+    expectUnchanged(fresh, () => fresh.copyFromArena({} as never), 'TypeError', /^Expected a ShadowArena for source but received an object$/);
+    expectUnchanged(fresh, () => fresh.copyFromArena(new Float32Array(8) as never), 'TypeError', /for source but received Float32Array\(8\)/);
+    const other = new binding.ShadowArena('float32', [5, 3]);
+    expectUnchanged(fresh, () => fresh.copyFromArena(other), 'RangeError', /^Expected an arena of the same tensor sizes for source but received one of 2 tensors, 8 elements$/);
+    other.dispose();
+    expectUnchanged(fresh, () => fresh.copyFromArena(other), 'Error', /disposed/);
+    [source, target, fresh].forEach((a) => a.dispose());
+  });
+
   test('methods called on something that is not a ShadowArena throw a TypeError', () => {
     const arena = arenaWithValues();
     for (const self of [{}, 5, null, Object.create(binding.ShadowArena.prototype as object)]) {

@@ -131,3 +131,21 @@ test('dispose() while a save() writes: the save completes from its copy; settled
   expectSameState({ ...(await loaded(file)), names: atCall.names }, atCall, 'the file');
   await expect(ema.save(file)).rejects.toThrow(/save\(\): this ExponentialMovingAverage has been disposed/);
 });
+
+test('saves one after another reuse their copy, each file holding its own state, across a change of dtype', async () => {
+  const { ema, step } = twins();
+  const states: EmaStateDict[] = [];
+  for (let k = 0; k < 3; k++) {
+    if (k === 2) ema.to({ dtype: 'bfloat16' }); // the kept copy no longer fits: a new one is made
+    step(400 + k);
+    ema.update();
+    states.push(ema.stateDict());
+    await ema.save(path.join(tmp, `sequential-${k}.safetensors`));
+  }
+  for (let k = 0; k < 3; k++) {
+    const file = await loaded(path.join(tmp, `sequential-${k}.safetensors`));
+    // The reader's dtype is float32; a bfloat16 file's values are exact in it.
+    expectSameState({ ...file, names: states[k].names, dtype: states[k].dtype }, states[k], `file ${k}`);
+  }
+  ema.dispose();
+});
