@@ -2,6 +2,8 @@
 // shadows into two shared buffers with increasing versions; PublishedWeightsReader reads whole
 // versions only (a read that a writer laps starts again), into copies or into targets; bad input is
 // refused naming the argument and the value. Readers in worker threads: publish_workers.test.ts.
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ExponentialMovingAverage, PublishedWeightsReader, type PublishedWeightsHandle } from '../src';
 import { roundTo } from './reference';
@@ -53,6 +55,15 @@ describe('publish() and the reader', () => {
     second.tensors[0][0] = 99;
     expect(reader.read().tensors[0][0]).toBe(2.5);
     expect(ema.publish()).toBe(3);
+    ema.dispose();
+  });
+
+  test('an EMA over no parameters publishes empty versions', () => {
+    const ema = new ExponentialMovingAverage([], { decay: 0.9, publishEvery: 1 });
+    const reader = new PublishedWeightsReader(ema.shareable());
+    ema.update([]);
+    expect(reader.read()).toEqual({ version: 1, tensors: [] });
+    expect(reader.readInto([])).toBe(1);
     ema.dispose();
   });
 
@@ -193,6 +204,25 @@ describe('publish() and the reader', () => {
     expect(reader.read()).toEqual({ version: 1, tensors: [uniform(3, 9)] });
   });
 });
+
+test('an EMA dropped without dispose() closes its region when collected, so waiting readers stop (child with --expose-gc)', () => {
+  const script = `
+    const { ExponentialMovingAverage, PublishedWeightsReader } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'index.ts'))});
+    let ema = new ExponentialMovingAverage([new Float32Array(10).fill(3)], { decay: 0.9 });
+    const reader = new PublishedWeightsReader(ema.shareable());
+    ema.publish();
+    ema = null;
+    const waiting = reader.waitForVersion(2, 20000);
+    setTimeout(() => global.gc(), 50);
+    waiting.then((version) => console.log(JSON.stringify({ version, closed: reader.closed, value: reader.read().tensors[0][9] })));
+  `;
+  const child = spawnSync(process.execPath, ['--expose-gc', '-r', path.join(__dirname, 'helpers', 'register_ts.js'), '-e', script], {
+    encoding: 'utf8',
+    timeout: 50_000,
+  });
+  expect(child.stderr).toBe('');
+  expect(JSON.parse(child.stdout)).toEqual({ version: 1, closed: true, value: 3 });
+}, 60_000);
 
 describe('refusals, naming the argument and the value', () => {
   test('options.publishEvery must be a positive integer; a misspelt key is refused', () => {

@@ -19,6 +19,13 @@ export function parsePublishEvery(value: unknown): number | undefined {
   return value;
 }
 
+// An EMA dropped without dispose() closes its region when it is collected (the publisher goes with
+// it), so that readers waiting for a next version stop waiting.
+const closeWhenCollected = new FinalizationRegistry<BigInt64Array>((control) => {
+  Atomics.store(control, CLOSED, 1n);
+  Atomics.notify(control, LATEST);
+});
+
 interface Region {
   handle: PublishedWeightsHandle;
   control: BigInt64Array;
@@ -80,6 +87,7 @@ export class WeightsPublisher {
   /** The EMA was disposed: readers keep the last version, and waitForVersion() stops waiting. */
   close(): void {
     if (this.#region === null) return;
+    closeWhenCollected.unregister(this);
     Atomics.store(this.#region.control, CLOSED, 1n);
     Atomics.notify(this.#region.control, LATEST);
   }
@@ -89,6 +97,7 @@ export class WeightsPublisher {
       const handle = createRegion(this.#sizes, this.#names);
       const views: [Float32Array[], Float32Array[]] = [tensorViews(handle.buffers[0], this.#sizes), tensorViews(handle.buffers[1], this.#sizes)];
       this.#region = { handle, control: new BigInt64Array(handle.control), views };
+      closeWhenCollected.register(this, this.#region.control, this);
     }
     return this.#region;
   }
