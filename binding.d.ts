@@ -74,6 +74,8 @@ export declare class ShadowArena {
   copyFrom(params: readonly ParamArray[]): void;
   /** params = arena (converted to each parameter's type). */
   copyTo(params: readonly ParamArray[]): void;
+  /** arena = source (same sizes; converted when the dtype differs, which needs the same device), into this arena's memory. */
+  copyFromArena(source: ShadowArena): void;
   /** A copy of one tensor: Float64Array for float64 storage, Float32Array otherwise (exact). */
   read(index: number): ParamArray;
   /** A copy of one tensor's raw little-endian storage bytes. */

@@ -102,6 +102,62 @@ function modelEmaSetup({ dtype, api, options = {} }) {
   };
 }
 
+// Reader threads for the publish drivers: each reads the published weights in a tight loop (a
+// serving worker at full load) until terminated.
+const READER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { PublishedWeightsReader } = require(workerData.readerPath);
+const reader = new PublishedWeightsReader(workerData.handle);
+parentPort.postMessage('ready');
+for (;;) reader.read();
+`;
+
+async function startReaders(handle, count) {
+  const { Worker } = require('node:worker_threads');
+  const readerPath = path.join(repoRoot, 'dist', 'publish', 'reader.js');
+  const workers = Array.from({ length: count }, () => new Worker(READER_SOURCE, { eval: true, workerData: { handle, readerPath } }));
+  await Promise.all(workers.map((w) => new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  })));
+  return workers;
+}
+
+/**
+ * publish(): the shadows copied (as float32) into the shared region, timed per call; or, with
+ * `readers`, update() timed while that many worker threads read the published weights non-stop.
+ */
+function publishSetup({ api, readers = 0 }) {
+  return async (workload) => {
+    const indexPath = path.join(repoRoot, 'dist', 'index.js');
+    if (!fs.existsSync(indexPath)) return { skip: 'dist/index.js does not exist yet (npm run build:ts)' };
+    const { ExponentialMovingAverage, PublishedWeightsReader } = require(indexPath);
+    if (typeof PublishedWeightsReader !== 'function') return { skip: 'dist/index.js has no PublishedWeightsReader yet' };
+    const binding = loadNative();
+    const params = initialParams(workload);
+    const ema = new ExponentialMovingAverage(params, { decay: DECAY });
+    shift(params);
+    const handle = ema.shareable();
+    ema.publish();
+    const workers = await startReaders(handle, readers);
+    const reader = new PublishedWeightsReader(handle);
+    return {
+      isAsync: false,
+      threads: binding.cpuInfo().threads,
+      model: params,
+      step: api === 'publish' ? () => ema.publish() : () => ema.update(),
+      read: (t) => {
+        if (api !== 'publish') ema.publish();
+        return reader.read().tensors[t];
+      },
+      dispose: () => {
+        for (const w of workers) w.terminate();
+        ema.dispose();
+      },
+    };
+  };
+}
+
 function plainSetup(workload) {
   const params = initialParams(workload);
   const shadows = params.map((p) => p.slice());
@@ -204,6 +260,11 @@ for (const [suffix, dtype, options] of [
   const what = options.nonFinite ?? 'stochastic rounding';
   add({ id: `model-ema-update-${suffix}`, family: 'model-ema', label: `model-ema update, ${what}`, dtype, cost: 'native', setup: modelEmaSetup({ dtype, api: 'update', options }) });
 }
+add({ id: 'model-ema-publish-f32', family: 'model-ema', label: 'model-ema publish', cost: 'native', bytesPerParam: 8, setup: publishSetup({ api: 'publish' }) });
+add({ id: 'model-ema-update-f32-4readers', family: 'model-ema', label: 'model-ema update 4 readers', cost: 'native', setup: publishSetup({ api: 'update', readers: 4 }) });
+// One update thread and one reader: on a 2-core machine no thread waits for a core, so what is left
+// is the readers' share of memory bandwidth (compare with model-ema-update-f32-1t).
+add({ id: 'model-ema-update-f32-1t-1reader', family: 'model-ema', label: 'model-ema update 1 reader', cost: 'native', threads: 1, setup: publishSetup({ api: 'update', readers: 1 }) });
 add({ id: 'native-update-f32', family: 'native', label: 'native arena update', cost: 'native', setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
 add({ id: 'native-update-f32-1t', family: 'native', label: 'native arena update', cost: 'native', threads: 1, setup: nativeSetup({ dtype: 'float32', api: 'update' }) });
 add({ id: 'native-update-bf16', family: 'native', label: 'native arena update', cost: 'native', dtype: 'bfloat16', setup: nativeSetup({ dtype: 'bfloat16', api: 'update' }) });

@@ -62,7 +62,7 @@ function buildRows(results, workloads, catalogue) {
           msMin: ms.min,
           msMax: ms.max,
           usMedian: ms.median * 1e3,
-          gbPerS: (workload.total * BYTES_PER_PARAM[driver.dtype]) / (ms.median * 1e-3) / 1e9,
+          gbPerS: (workload.total * (driver.bytesPerParam ?? BYTES_PER_PARAM[driver.dtype])) / (ms.median * 1e-3) / 1e9,
           vsCeiling: ceiling / ms.median,
           vsPlainJs: plain / ms.median,
         });
@@ -158,6 +158,44 @@ const TARGETS = [
     },
     pass: (v) => v >= 1.3,
     unit: (v) => `${fixed(v, 2)}x`,
+  },
+  {
+    // One read and one write of the shadows (8 bytes per parameter), against the update's 12.
+    text: 'resnet50-like: model-ema publish() <= 1.0x one float32 update()',
+    driver: 'model-ema-publish-f32',
+    fallback: 'model-ema-publish-f32',
+    value: (rows, id) => {
+      const publish = find(rows, 'resnet50-like', id);
+      const update = find(rows, 'resnet50-like', 'model-ema-update-f32');
+      return publish && update ? publish.msMedian / update.msMedian : NaN;
+    },
+    pass: (v) => v <= 1.0,
+    unit: (v) => `${fixed(v, 2)}x update()`,
+  },
+  {
+    // Readers never block the writer; on a machine with fewer cores than threads they still compete for CPU time.
+    text: 'resnet50-like: model-ema update() with 4 busy reader threads <= 1.15x without',
+    driver: 'model-ema-update-f32-4readers',
+    fallback: 'model-ema-update-f32-4readers',
+    value: (rows, id) => {
+      const busy = find(rows, 'resnet50-like', id);
+      const update = find(rows, 'resnet50-like', 'model-ema-update-f32');
+      return busy && update ? busy.msMedian / update.msMedian : NaN;
+    },
+    pass: (v) => v <= 1.15,
+    unit: (v) => `${fixed(v, 2)}x update()`,
+  },
+  {
+    text: 'resnet50-like: model-ema update() on 1 thread with 1 busy reader thread <= 1.15x without',
+    driver: 'model-ema-update-f32-1t-1reader',
+    fallback: 'model-ema-update-f32-1t-1reader',
+    value: (rows, id) => {
+      const busy = find(rows, 'resnet50-like', id);
+      const update = find(rows, 'resnet50-like', 'model-ema-update-f32-1t');
+      return busy && update ? busy.msMedian / update.msMedian : NaN;
+    },
+    pass: (v) => v <= 1.15,
+    unit: (v) => `${fixed(v, 2)}x update()`,
   },
 ];
 

@@ -1,9 +1,11 @@
 // Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
-// tensor, from the arenas), and a decoded checkpoint swapped in as new arenas.
+// tensor, from the arenas or from copies of them that save() writes while training goes on), and a
+// decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters } from './checkpoint/ema_checkpoint';
-import { checkFloat16Range, valuesOfBytes } from './float16_range';
+import { saveCheckpoint, type CheckpointSource, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { ERROR_CODES } from './errors';
+import { checkFloat16Range, valuesOfBytes } from './float16_range';
+import type { ShadowArena } from './native';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
 import type { TrainingScalars } from './training_state';
@@ -72,4 +74,40 @@ export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint,
         : null;
     return { shadows: nextShadows, backup };
   });
+}
+
+/** A checkpoint over copies of the arenas, and what frees the copies. */
+export interface CopiedCheckpoint {
+  source: CheckpointSource;
+  release(): void;
+}
+
+/**
+ * The checkpoint of this moment over copies of the arenas (each one native copy, in its dtype and
+ * on its device, into a spare arena of an earlier save when one fits), so that save() writes the
+ * state at its call while updates go on. `release` hands the copies back as spares.
+ */
+export function copiedCheckpoint(scalars: CheckpointScalars, arenas: EmaArenas): CopiedCheckpoint {
+  const shadows = arenas.copy('shadows')!;
+  let backup: ShadowArena | null;
+  try {
+    backup = arenas.copy('backup');
+  } catch (error) {
+    arenas.reuse('shadows', shadows);
+    throw error;
+  }
+  const release = (): void => {
+    arenas.reuse('shadows', shadows);
+    if (backup !== null) arenas.reuse('backup', backup);
+  };
+  return { source: checkpointSource({ ...scalars, names: [...scalars.names] }, { shadows, backup }), release };
+}
+
+/** Writes a copied checkpoint to `path` (atomically), then frees the copies however it ends. */
+export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint): Promise<void> {
+  try {
+    await saveCheckpoint(path, copy.source);
+  } finally {
+    copy.release();
+  }
 }

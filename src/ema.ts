@@ -9,19 +9,18 @@ import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type Current
 import {
   deserializeCheckpoint,
   loadCheckpoint,
-  saveCheckpoint,
   serializeCheckpoint,
-  type CheckpointSource,
   type DecodedCheckpoint,
   type ExpectedParameters,
 } from './checkpoint/ema_checkpoint';
-import { checkpointScalars, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
+import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, saveCopiedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
-import { codedError, disposedError, expectedTypeError, withCode } from './errors';
+import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
-import { Parameter, ResolvedParameters, toEntries } from './parameters';
+import { Parameter, readInitialValues, ResolvedParameters, toEntries } from './parameters';
+import { WeightsPublisher, type PublishedWeightsHandle } from './publish/publisher';
 import { RegisteredParameters } from './registered';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
@@ -45,26 +44,24 @@ export class ExponentialMovingAverage implements Disposable {
   readonly #registered: RegisteredParameters;
   readonly #scopes: ScopeStack;
   readonly #queue = new SerialQueue();
+  readonly #publisher: WeightsPublisher;
 
   /**
    * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }`, or tfjs
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    const { decay, schedule, dtype, device, perElement } = parseEmaOptions(options);
+    const { decay, schedule, dtype, device, perElement, publishEvery } = parseEmaOptions(options);
     const entries = toEntries(parameters, 'parameters');
-    entries.forEach((e, i) => {
-      const lost = e.kind.lostContents?.(e.value);
-      if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
-    });
+    const values = readInitialValues(entries);
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#state = new TrainingState(decay, schedule, perElement);
-    const values = entries.map((e) => e.kind.read(e.value));
     if (dtype === 'float16') checkFloat16Range(values.length, (i) => values[i], (i) => entries[i].name, 'parameters');
     this.#arenas = new EmaArenas(newArena(dtype, this.#sizes, deviceIndex(device), (arena) => arena.copyFrom(values)));
     this.#device = device;
     this.#registered = new RegisteredParameters(entries);
     this.#scopes = new ScopeStack(this.#sizes);
+    this.#publisher = new WeightsPublisher(this.#sizes, this.#registered.names, publishEvery);
   }
 
   /** Weight of the old average, in [0, 1]; may be changed between updates. */
@@ -118,7 +115,7 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#registered.names;
   }
 
-  /** True while an updateAsync(), save() or load() is queued or running: synchronous methods throw. */
+  /** True while an updateAsync() or load() (or a save() waiting to copy the state) is queued or running: synchronous methods throw. */
   get busy(): boolean {
     return this.#queue.busy;
   }
@@ -147,6 +144,7 @@ export class ExponentialMovingAverage implements Disposable {
     const resolved = this.#resolve(parameters, 'update()');
     const { update, commit } = this.#state.plan(this.#state.fix(progress, 'update()'));
     commit(updateShadows(shadows, resolved.read(), update, false));
+    this.#publisher.afterUpdate(shadows);
   }
 
   /**
@@ -174,8 +172,15 @@ export class ExponentialMovingAverage implements Disposable {
       const { arrays, inPlace } = queued ?? inputs(false);
       const { update, commit } = this.#state.plan(call);
       commit(await updateShadows(shadows, arrays, update, true, inPlace));
+      this.#publisher.afterUpdate(shadows);
     });
   }
+
+  /** Copies the shadows (as float32) into the shared region that shareable() hands out; returns the version (1, 2, ...). */
+  publish(): number { return this.#publisher.publish(this.#idle('publish()').shadows); }
+
+  /** The published region, for `new PublishedWeightsReader(handle)` in this thread or a worker (postMessage it). */
+  shareable(): PublishedWeightsHandle { return this.#open('shareable()') && this.#publisher.shareable(); }
 
   /** Writes the shadows into the parameters (converted to each parameter's type). */
   copyTo(parameters?: Iterable<Parameter>): void {
@@ -246,17 +251,17 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /**
-   * Writes the state to a safetensors file (Python's `safetensors` reads it), atomically: a
-   * temporary file in the same folder, fsync, rename. Streams one tensor at a time. Queued with
-   * updateAsync(); synchronous methods throw until it settles, so the file is never torn.
+   * Writes the state to a safetensors file (Python's `safetensors` reads it) atomically (temporary file,
+   * fsync, rename), from a copy taken at the call (after queued updateAsync()/load()): updates go on.
    */
   save(path: string): Promise<void> {
     try {
       checkFilePath(path);
+      const copy = this.#queue.atItsTurn(() => this.#checkpoint((scalars) => copiedCheckpoint(scalars, this.#arenas), this.#open('save()')));
+      return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy));
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#queue.run(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
   }
 
   /**
@@ -275,12 +280,12 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#queue.run(async () => {
       this.#open('load()');
       this.#applyCheckpoint(await loadCheckpoint(path, expected), 'load()');
-    });
+    }, true);
   }
 
   /** The bytes save() would write. */
   serialize(): Uint8Array {
-    return serializeCheckpoint(this.#checkpointSource(this.#idle('serialize()')));
+    return serializeCheckpoint(this.#checkpoint(checkpointSource, this.#idle('serialize()')));
   }
 
   /** Loads serialize()d bytes, with the checks and options of load(). */
@@ -298,14 +303,15 @@ export class ExponentialMovingAverage implements Disposable {
       throw codedError('BUSY', 'Cannot dispose the ExponentialMovingAverage while updateAsync(), save() or load() is running; await it first');
     }
     this.#arenas.dispose();
+    this.#publisher.close();
   }
 
   [Symbol.dispose](): void {
     this.dispose();
   }
 
-  #checkpointSource(arenas: CurrentArenas): CheckpointSource {
-    return checkpointSource({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes, shapes: this.#registered.shapes }, arenas);
+  #checkpoint<T>(make: (scalars: CheckpointScalars, arenas: CurrentArenas) => T, arenas: CurrentArenas): T {
+    return make({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes, shapes: this.#registered.shapes }, arenas);
   }
 
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {

@@ -19,6 +19,8 @@ export const ERROR_CODES = Object.freeze({
   SCOPE_OPEN: 'ERR_MODEL_EMA_SCOPE_OPEN',
   /** restore() with nothing store()d. */
   NOTHING_STORED: 'ERR_MODEL_EMA_NOTHING_STORED',
+  /** A published-weights reader's read() before the first publish(). */
+  NOTHING_PUBLISHED: 'ERR_MODEL_EMA_NOTHING_PUBLISHED',
   /** The device asked for cannot be used here (no CUDA in this build, no driver, no such GPU). */
   DEVICE_UNAVAILABLE: 'ERR_MODEL_EMA_DEVICE_UNAVAILABLE',
   /** A CUDA call failed on a device that is there. */

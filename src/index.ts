@@ -26,6 +26,8 @@ export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export type { AsyncProgress, HalfLifeSchedule, InverseGammaSchedule, ParsedSchedule, PowerFunctionSchedule, Progress, Schedule } from './schedule_options';
 export { sigmaRelToGamma } from './schedule_options';
 export { AveragedParametersScope } from './scope';
+export { PublishedWeightsReader, type PublishedWeights } from './publish/reader';
+export type { PublishedWeightsHandle } from './publish/region';
 export type { EmaStateDict } from './state_dict';
 export type { Device } from './device';
 export type { NamedParameter, Parameter, ParameterTypes, ParameterValue } from './parameters';

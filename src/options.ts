@@ -4,6 +4,7 @@ import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
+import { parsePublishEvery } from './publish/publisher';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
 
 export interface EmaOptions {
@@ -31,6 +32,8 @@ export interface EmaOptions {
   rounding?: RoundingMode;
   /** Stochastic rounding's seed, an integer in [0, 2^53 - 1]. Default 0. */
   seed?: number;
+  /** Publish (see publish()) after every this many updates. Default: only when publish() is called. */
+  publishEvery?: number;
 }
 
 export type NonFinitePolicy = 'propagate' | 'skip-update' | 'skip-element';
@@ -59,9 +62,10 @@ export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
 export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'dtype' | 'device'>> {
   schedule: ParsedSchedule;
   perElement: PerElementOptions;
+  publishEvery: number | undefined;
 }
 
-export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed'] as const satisfies readonly (keyof EmaOptions)[];
+export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed', 'publishEvery'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -74,8 +78,9 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
   const perElement = parsePerElement(o, dtype);
+  const publishEvery = parsePublishEvery(o.publishEvery);
   assertDeviceAvailable(device);
-  return { decay, schedule, dtype, device, perElement };
+  return { decay, schedule, dtype, device, perElement, publishEvery };
 }
 
 function oneOf<T extends string>(value: unknown, choices: readonly T[], fallback: T, option: string): T {

@@ -90,6 +90,37 @@ describe('ShadowArena argument checks', () => {
     expectUnchanged(arena, () => arena.update(p, { decay: 0.5 }), 'RangeError', /params\[1\] but received 0 \(its buffer was detached\)/);
   });
 
+  test('typed arrays over a SharedArrayBuffer are parameters like any other (publish() copies into them)', () => {
+    const arena = arenaWithValues();
+    const shared = new SharedArrayBuffer(64);
+    const views = [new Float32Array(shared, 0, 3), new Float32Array(shared, 16, 5)];
+    arena.copyTo(views);
+    expect(Array.from(views[1])).toEqual([4, 5, 6, 7, 8]);
+    views[0].set([9, 10, 11]);
+    arena.update([views[0], new Float64Array(new SharedArrayBuffer(40))], { decay: 0 });
+    expect(Array.from(arena.read(0))).toEqual([9, 10, 11]);
+    expectUnchanged(arena, () => arena.copyFrom([new Float32Array(shared, 0, 4), views[1]]), 'RangeError', /^Expected 3 elements for params\[0\] but received 4$/);
+    arena.dispose();
+  });
+
+  test('copyFromArena copies another arena of the same sizes into this one, converting the dtype, and refuses others', () => {
+    const source = arenaWithValues();
+    const target = new binding.ShadowArena('bfloat16', [3, 5]);
+    target.copyFromArena(source);
+    expect(Array.from(target.read(1))).toEqual([4, 5, 6, 7, 8]);
+    const fresh = new binding.ShadowArena('float32', [3, 5]);
+    fresh.copyFromArena(target);
+    expect(Array.from(fresh.read(0))).toEqual([1, 2, 3]);
+    fresh.copyFromArena(fresh); // itself: nothing to do
+    expectUnchanged(fresh, () => fresh.copyFromArena({} as never), 'TypeError', /^Expected a ShadowArena for source but received an object$/);
+    expectUnchanged(fresh, () => fresh.copyFromArena(new Float32Array(8) as never), 'TypeError', /for source but received Float32Array\(8\)/);
+    const other = new binding.ShadowArena('float32', [5, 3]);
+    expectUnchanged(fresh, () => fresh.copyFromArena(other), 'RangeError', /^Expected an arena of the same tensor sizes for source but received one of 2 tensors, 8 elements$/);
+    other.dispose();
+    expectUnchanged(fresh, () => fresh.copyFromArena(other), 'Error', /disposed/);
+    [source, target, fresh].forEach((a) => a.dispose());
+  });
+
   test('methods called on something that is not a ShadowArena throw a TypeError', () => {
     const arena = arenaWithValues();
     for (const self of [{}, 5, null, Object.create(binding.ShadowArena.prototype as object)]) {

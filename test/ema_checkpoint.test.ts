@@ -123,7 +123,7 @@ test('names must match unless matchNames is false, then parameters match by posi
   [ema, other, small].forEach((e) => e.dispose());
 });
 
-test('save is ordered after a pending updateAsync and blocks synchronous changes until done', async () => {
+test('save is ordered after a pending updateAsync (synchronous changes wait for that update, not for the file write)', async () => {
   const values = [fillRandom(new Float32Array(1 << 20), 3)];
   const ema = new ExponentialMovingAverage(values, { decay: 0, useNumUpdates: false });
   values[0].fill(7);

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as tf from '@tensorflow/tfjs';
-import { ERROR_CODES, ExponentialMovingAverage, type ErrorCode } from '../src';
+import { ERROR_CODES, ExponentialMovingAverage, PublishedWeightsReader, type ErrorCode } from '../src';
 import { codeNativeError } from '../src/errors';
 import { newShadowArena } from '../src/native';
 import { quietBackend } from './tfjs_helpers';
@@ -117,6 +117,7 @@ const syncRows: Row[] = [
     e.update();
   }, ERROR_CODES.SCOPE_OPEN, 'Error', 'scope is open'],
   ['restore() with nothing stored', () => ema().ema.restore(), ERROR_CODES.NOTHING_STORED, 'Error', 'nothing is stored'],
+  ['a published-weights read before the first publish', () => new PublishedWeightsReader(ema().ema.shareable()).read(), ERROR_CODES.NOTHING_PUBLISHED, 'Error', 'nothing has been published yet'],
   ['a device that is not there', () => new ExponentialMovingAverage([], { decay: 0.9, device: 'cuda:9999' }), ERROR_CODES.DEVICE_UNAVAILABLE, 'Error', "Device 'cuda:9999' is not available"],
   ['native: a device that is not there', () => newShadowArena('float32', [3], 9999), ERROR_CODES.DEVICE_UNAVAILABLE, 'Error', 'CUDA device 9999 is not available'],
   ['a disposed EMA', () => {

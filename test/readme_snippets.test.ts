@@ -108,6 +108,19 @@ describe('README snippets compile and run (Node 20, CommonJS)', () => {
     expect(stdout.trim().split('\n').pop()).toBe('averaging 8 tensors (2 of them BatchNorm statistics), buffers: average');
   });
 
+  test('serving.js and serving_worker.js: a worker serves from published versions, up to the last (10), then stops', () => {
+    const { stdout } = runSnippet(path.join(snippets, 'serving.js'));
+    const served = [...stdout.matchAll(/^served from version (\d+): first weight (\d+\.\d+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+    expect(served.length).toBeGreaterThan(0);
+    expect(served[served.length - 1][0]).toBe(10);
+    // Versions only go up; version v holds the average after 10v steps of weights = step.
+    served.forEach(([version, first], i) => {
+      if (i > 0) expect(version).toBeGreaterThan(served[i - 1][0]);
+      expect(first).toBeGreaterThan(10 * version - 12);
+      expect(first).toBeLessThanOrEqual(10 * version);
+    });
+  });
+
   test('tfjs.js: fit() with the callback (80 updates, val_loss_ema logged) and the averaged model saved with plain tfjs', () => {
     const { cwd, stdout } = runSnippet(path.join(snippets, 'tfjs.js'));
     expect(stdout).toMatch(/^val_loss \d+\.\d{4}, val_loss_ema \d+\.\d{4}, updates 80$/m);

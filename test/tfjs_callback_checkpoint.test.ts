@@ -1,5 +1,7 @@
 // The EMA callback with a checkpoint in flight (issue 12 item 11): `ema.save()` started in an
 // onEpochEnd and not awaited must not break model.fit(); the EMA ends as in an uninterrupted run.
+// Since issue 16 a save copies the state at its call and does not make the EMA busy: the callback's
+// updates stay synchronous. A load() in flight still does, and then the callback queues them.
 // And a scope over a tfjs variable disposed while it is open still closes (item 4).
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,6 +17,7 @@ beforeAll(() => quietBackend('cpu'));
 /** Starts a save at every epoch end, without awaiting it. */
 class Checkpointer extends tf.Callback {
   readonly saves: Promise<void>[] = [];
+  readonly busyAfterSave: boolean[] = [];
   constructor(
     private readonly ema: ExponentialMovingAverage,
     private readonly folder: string,
@@ -23,6 +26,21 @@ class Checkpointer extends tf.Callback {
   }
   override async onEpochEnd(epoch: number): Promise<void> {
     this.saves.push(this.ema.save(path.join(this.folder, `ema-${epoch}.safetensors`)));
+    this.busyAfterSave.push(this.ema.busy);
+  }
+}
+
+/** Starts a load() of one file at every epoch end, without awaiting it: the EMA is busy meanwhile. */
+class Reloader extends tf.Callback {
+  readonly loads: Promise<void>[] = [];
+  constructor(
+    private readonly ema: ExponentialMovingAverage,
+    private readonly file: string,
+  ) {
+    super();
+  }
+  override async onEpochEnd(): Promise<void> {
+    this.loads.push(this.ema.load(this.file, { matchNames: false }));
   }
 }
 
@@ -52,6 +70,7 @@ describe('EMA callback with a save() in flight', () => {
       const history = await model.fit(x, y, { ...fitArgs, callbacks: first ? [checkpointer, callback] : [callback, checkpointer] });
       await Promise.all(checkpointer.saves);
       expect(checkpointer.saves).toHaveLength(4);
+      expect(checkpointer.busyAfterSave).toEqual([false, false, false, false]); // training never waited for a save
       expect(history.history.val_loss_ema).toHaveLength(4);
       expect(callback.updates).toBe(32);
       expect(ema.numUpdates).toBe(refEma.numUpdates);
@@ -72,20 +91,22 @@ describe('EMA callback with a save() in flight', () => {
 });
 
 describe('errors of a queued update', () => {
-  test('a queued update that fails rejects fit() with its error, not silently', async () => {
+  test('a queued update (behind a load() in flight) that fails rejects fit() with its error, not silently', async () => {
     const folder = await mkdtemp(path.join(os.tmpdir(), 'ema-ckpt-'));
     try {
       const [model, other] = compiledPair();
       const { x, y } = regressionData(32, 4);
       const ema = new ExponentialMovingAverage(model.trainableWeights, { decay: 0.9 });
+      const file = path.join(folder, 'start.safetensors');
+      await ema.save(file);
       const failure = new Error('queued update failed');
       const updateAsync = jest.spyOn(ema, 'updateAsync').mockImplementation(() => Promise.reject(failure));
-      const checkpointer = new Checkpointer(ema, folder);
+      const reloader = new Reloader(ema, file);
       await expect(
-        model.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, callbacks: [createEmaCallback(ema, { tf }), checkpointer] }),
+        model.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, callbacks: [createEmaCallback(ema, { tf }), reloader] }),
       ).rejects.toBe(failure);
       expect(updateAsync).toHaveBeenCalled();
-      await Promise.all(checkpointer.saves);
+      await Promise.all(reloader.loads);
       ema.dispose();
       model.dispose();
       other.dispose();

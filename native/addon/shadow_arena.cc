@@ -46,6 +46,7 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
           InstanceMethod<&ShadowArena::UpdateAsync>("updateAsync"),
           InstanceMethod<&ShadowArena::CopyFrom>("copyFrom"),
           InstanceMethod<&ShadowArena::CopyTo>("copyTo"),
+          InstanceMethod<&ShadowArena::CopyFromArena>("copyFromArena"),
           InstanceMethod<&ShadowArena::Read>("read"),
           InstanceMethod<&ShadowArena::ReadBytes>("readBytes"),
           InstanceMethod<&ShadowArena::WriteBytes>("writeBytes"),
@@ -198,6 +199,31 @@ Napi::Value ShadowArena::CopyFrom(const Napi::CallbackInfo& info) {
 Napi::Value ShadowArena::CopyTo(const Napi::CallbackInfo& info) {
   arena_->CopyToParams(Cpu(), Params(info, "copyTo", [] {}));
   return info.Env().Undefined();
+}
+
+// this = source, into memory this arena already has: save() reuses its copy from one save to the
+// next this way, because fresh pages cost far more than the copy.
+Napi::Value ShadowArena::CopyFromArena(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ArenaLayout& layout = Usable(env, "copyFromArena");
+  bool tagged = false;
+  if (info[0].IsObject()) {
+    NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, info[0], &kShadowArenaTag, &tagged), {});
+  }
+  if (!tagged) ThrowTypeError(env, "a ShadowArena", "source", info[0]);
+  ShadowArena* source = Napi::ObjectWrap<ShadowArena>::Unwrap(info[0].As<Napi::Object>());
+  if (source == this) return env.Undefined();
+  const ArenaLayout& from = source->Usable(env, "copyFromArena");
+  if (from.sizes() != layout.sizes()) {
+    ThrowRangeError(env, "an arena of the same tensor sizes", "source",
+                    "one of " + std::to_string(from.tensor_count()) + " tensors, " + std::to_string(from.numel()) + " elements");
+  }
+  if (from.dtype() != layout.dtype() && source->device_ != device_) {
+    ThrowRangeError(env, "an arena of the same dtype or on the same device", "source",
+                    std::string(DTypeName(from.dtype())) + " on another device");
+  }
+  arena_->CopyFrom(Cpu(), *source->arena_);
+  return env.Undefined();
 }
 
 Napi::Value ShadowArena::Read(const Napi::CallbackInfo& info) {

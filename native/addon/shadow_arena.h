@@ -32,6 +32,7 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value UpdateAsync(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
+  Napi::Value CopyFromArena(const Napi::CallbackInfo& info);
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadBytes(const Napi::CallbackInfo& info);
   Napi::Value WriteBytes(const Napi::CallbackInfo& info);

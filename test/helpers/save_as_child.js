@@ -8,6 +8,7 @@ saveCheckpoint(process.argv[2], {
   decay: 0.75,
   numUpdates: 4,
   progress: { schedule: { kind: 'torch_ema' }, step: 4, samples: 0, seconds: 0 },
+  nonFiniteStats: { skippedUpdates: 0, skippedElements: 0 },
   dtype: 'float32',
   names: ['w'],
   sizes: [3],

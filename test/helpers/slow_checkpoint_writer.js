@@ -14,6 +14,7 @@ saveCheckpoint(target, {
   decay: 0.25,
   numUpdates: 7,
   progress: { schedule: { kind: 'torch_ema' }, step: 7, samples: 0, seconds: 0 },
+  nonFiniteStats: { skippedUpdates: 0, skippedElements: 0 },
   dtype: 'float32',
   names: Array.from({ length: count }, (_, i) => `big.${i}`),
   sizes: Array.from({ length: count }, () => tensorElements),
