@@ -13,8 +13,9 @@ ls "$root/$expected"/*.node >/dev/null 2>&1 || { echo "no prebuild in $expected:
 tarball="$(cd "$root" && npm pack --silent --pack-destination "$work" | tail -n 1)"
 echo "tarball: $tarball, $(du -k "$work/$tarball" | cut -f1) KiB"
 tar -tzf "$work/$tarball" | grep "package/$expected/" >/dev/null || { echo "tarball lacks $expected" >&2; exit 1; }
-# (bench/results/*.svg: the chart the README shows)
-if tar -tzf "$work/$tarball" | grep -E '^package/(src|test|bench|build)/' | grep -v -E '^package/bench/results/[^/]+\.svg$'; then
+# (bench/results/*.svg: the chart the README shows; npm adds the README.md of every folder it
+# ships, so bench/README.md comes with it)
+if tar -tzf "$work/$tarball" | grep -E '^package/(src|test|bench|build)/' | grep -v -E '^package/bench/(results/[^/]+\.svg|README\.md)$'; then
   echo "tarball carries files it should not (above)" >&2; exit 1
 fi
 
