@@ -54,7 +54,8 @@ function buildFixtures(lib) {
         keys: ['fc.weight#0', 'fc.bias', 'conv.kernel', 'fc.weight#3', '4'],
         shapes: params.map((p) => (ArrayBuffer.isView(p) ? [p.length] : p.shape ?? [p.value.length])),
         shadows: state.shadowParams.map((a) => Array.from(a)),
-        collectedDtype: state.collectedParams[0] instanceof Float64Array ? 'float64' : 'float32',
+        // BYTES_PER_ELEMENT, not instanceof: under jest the arrays come from another realm.
+        collectedDtype: state.collectedParams[0].BYTES_PER_ELEMENT === 8 ? 'float64' : 'float32',
         collected: state.collectedParams.map((a) => Array.from(a)),
       };
       files[`${name}.json`] = `${JSON.stringify(expected, null, 1)}\n`;
