@@ -3,17 +3,19 @@
 // against a HostArena given the same inputs, bit for bit; bad device indices; then the two
 // bandwidth ratios of bench/gpu.js. scripts/gpu-check.sh builds and runs it.
 //
-// Usage: gpu_check [--quick] [--full] [--device N] [--no-bandwidth] [--strict]
+// Usage: gpu_check [--quick] [--full] [--device N] [--no-bandwidth] [--strict] [--require-gpu]
 //                  [--elements N] [--tensors T] [--reps R]
 //   --quick          leave out the large shapes (2^20+3 elements, the pipelined upload)
 //   --full           without a GPU, run the large shapes in the dry run too (they are left out
 //                    there by default: host against host, they prove little and cost CI time)
 //   --no-bandwidth   skip the bandwidth ratios
 //   --strict         a missed bandwidth goal is a failure too (exit 1)
+//   --require-gpu    no usable GPU is a failure (exit 1), for runs on a machine that must have one
 // One line per check, then the summary as the last line:
 //   "gpu_check: PASS ..." (exit 0), "gpu_check: FAIL ..." (exit 1),
 //   "gpu_check: NO GPU ..." (exit 0: no usable device; the checks that need none ran and passed,
-//   and the arena checks ran host against host, as a dry run of this harness). Exit 2: bad usage.
+//   and the arena checks ran host against host, as a dry run of this harness; exit 1 with
+//   --require-gpu). Exit 2: bad usage, or --device names a device this machine does not have.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +36,7 @@ struct Options {
   bool full = false;
   bool bandwidth = true;
   bool strict = false;
+  bool require_gpu = false;
   int device = 0;
   BandwidthOptions bench;
 };
@@ -58,6 +61,8 @@ bool Parse(int argc, char** argv, Options* o) {
       o->bandwidth = false;
     } else if (flag == "--strict") {
       o->strict = true;
+    } else if (flag == "--require-gpu") {
+      o->require_gpu = true;
     } else if (i + 1 < argc && flag == "--device" && ParseCount(argv[i + 1], 0, &v)) {
       o->device = static_cast<int>(v), ++i;
     } else if (i + 1 < argc && flag == "--elements" && ParseCount(argv[i + 1], 1, &v)) {
@@ -67,7 +72,7 @@ bool Parse(int argc, char** argv, Options* o) {
     } else if (i + 1 < argc && flag == "--reps" && ParseCount(argv[i + 1], 1, &v)) {
       o->bench.reps = static_cast<int>(v), ++i;
     } else {
-      std::fprintf(stderr, "gpu_check: bad argument '%s'\nusage: gpu_check [--quick] [--full] [--device N] [--no-bandwidth] [--strict] [--elements N] [--tensors T] [--reps R]\n", argv[i]);
+      std::fprintf(stderr, "gpu_check: bad argument '%s'\nusage: gpu_check [--quick] [--full] [--device N] [--no-bandwidth] [--strict] [--require-gpu] [--elements N] [--tensors T] [--reps R]\n", argv[i]);
       return false;
     }
   }
@@ -89,6 +94,10 @@ int main(int argc, char** argv) {
   CheckLog log;
 
   const DeviceReport report = ProbeCuda(options.device);
+  if (!report.usable && report.count > 0) {  // a GPU is there, but not the one asked for
+    std::fprintf(stderr, "gpu_check: %s\n", report.reason.c_str());
+    return 2;
+  }
   if (report.usable) {
     std::printf("gpu_check: CUDA device %d of %d: %s; CPU kernels %s, %u threads\n", options.device, report.count,
                 report.name.c_str(), cpu.kernels->isa, threads);
@@ -130,8 +139,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (!report.usable) {
-    std::printf("gpu_check: NO GPU, %d checks passed without one (%s)\n", log.checks(), report.reason.c_str());
-    return 0;
+    std::printf("gpu_check: NO GPU, %d checks passed without one (%s)%s\n", log.checks(), report.reason.c_str(),
+                options.require_gpu ? "; --require-gpu: that is a failure" : "");
+    return options.require_gpu ? 1 : 0;
   }
   std::printf("gpu_check: PASS %d checks on %s%s\n", log.checks(), report.name.c_str(), ratios.c_str());
   return 0;
