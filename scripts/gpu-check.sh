@@ -7,12 +7,15 @@
 #   bash scripts/gpu-check.sh [gpu_check options, e.g. --quick, --reps 10]
 #
 # Without a usable GPU (here, CI) the same command runs everything that needs none and says so;
-# exit 0 unless something failed. Exit 1: a check failed or the build failed.
+# exit 0 unless something failed. Exit 1: a check failed or the build failed, or nvidia-smi lists a
+# GPU that gpu_check cannot use (a CUDA-less build, a driver too old for CUDA 13).
 # Build directory: build/ when it is a CMake tree of this checkout (what `npm ci` made, so CI
 # compiles nothing new), else build/gpu-check, configured here with -DMODEL_EMA_BUILD_ADDON=OFF
 # and, where nvidia-smi names the GPU's compute capability, for that architecture only (one nvcc
 # pass instead of six). A build/gpu-check carried from another checkout is used as it is (its
-# binaries are self-contained: static CUDA runtime). GPU_CHECK_LOG_DIR=<dir>: full logs there too.
+# binaries are self-contained: static CUDA runtime); its CMakeCache.txt, gpu_check and
+# multi_tensor_emulation_test (a few MiB) are all it needs, which saves the GPU machine the nvcc
+# build (a minute or two of a short lease). GPU_CHECK_LOG_DIR=<dir>: full logs there too.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -22,6 +25,16 @@ say() { printf 'gpu-check: %s\n' "$*"; }
 
 # The source folder a CMake tree was configured for (empty when there is none).
 tree_home() { sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$1/CMakeCache.txt" 2>/dev/null; }
+
+# nvcc is often installed off PATH (/usr/local/cuda/bin); CMake would then build without CUDA and
+# the check would find "no CUDA kernels" on a GPU machine.
+if ! command -v nvcc >/dev/null && [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
+# Where the driver lists a GPU, one that gpu_check cannot use is a failure, not "no GPU".
+gpu_listed=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+check_args=("$@")
+if [ "${gpu_listed:-0}" -gt 0 ]; then check_args+=(--require-gpu); fi
 
 build_dir=build/gpu-check
 build_note=""
@@ -74,8 +87,8 @@ else
   failed=1
 fi
 if [ -x "$build_dir/gpu_check" ]; then
-  say "gpu_check $*"
-  "$build_dir/gpu_check" "$@" 2>&1 | tee "$logs/gpu_check.log"
+  say "gpu_check ${check_args[*]}"
+  "$build_dir/gpu_check" "${check_args[@]}" 2>&1 | tee "$logs/gpu_check.log"
   [ "${PIPESTATUS[0]}" = 0 ] || failed=1
   native=$(grep '^gpu_check: \(PASS\|FAIL\|NO GPU\)' "$logs/gpu_check.log" | tail -n 1)
   native=${native:-"gpu_check ended without a summary (crashed?)"}
@@ -102,7 +115,12 @@ echo "native:          $native"
 echo "checkpoint:      $checkpoint"
 [ -n "$bandwidth" ] && echo "$bandwidth"
 case "$native" in
-  "gpu_check: NO GPU"*) echo "GPU:             none usable on this machine: the device checks did not run (what needs no GPU did)" ;;
+  "gpu_check: NO GPU"*)
+    if [ "${gpu_listed:-0}" -gt 0 ]; then
+      echo "GPU:             nvidia-smi lists $gpu_listed, but gpu_check cannot use it (reason above): the device checks did not run"
+    else
+      echo "GPU:             none usable on this machine: the device checks did not run (what needs no GPU did)"
+    fi ;;
   "gpu_check: PASS"* | "gpu_check: FAIL"*) echo "GPU:             $(head -n 1 "$logs/gpu_check.log" | sed 's/^gpu_check: //')" ;;
 esac
 if [ "$failed" = 0 ] && [ "$build_ok" = 1 ]; then
