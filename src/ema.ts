@@ -8,8 +8,6 @@ import { types } from 'node:util';
 import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type CurrentArenas } from './arenas';
 import {
   deserializeCheckpoint,
-  loadCheckpoint,
-  saveCheckpoint,
   serializeCheckpoint,
   type CheckpointSource,
   type DecodedCheckpoint,
@@ -29,12 +27,15 @@ import type { ParsedSchedule, Progress } from './schedule_options';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
+import { loadEmaCheckpoint, saveEmaCheckpoint } from './shard/checkpoint';
+import { ShardLayout, type ShardInfo } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export type { Progress, Schedule } from './schedule_options';
 export type { NonFiniteStats } from './training_state';
+export type { ShardInfo, ShardOptions } from './shard/layout';
 
 export class ExponentialMovingAverage implements Disposable {
   readonly #state: TrainingState;
@@ -44,14 +45,17 @@ export class ExponentialMovingAverage implements Disposable {
   readonly #registered: RegisteredParameters;
   readonly #scopes: ScopeStack;
   readonly #queue = new SerialQueue();
+  readonly #shard: ShardLayout | null;
 
   /**
    * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }`, or tfjs
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    const { decay, schedule, dtype, device, perElement } = parseEmaOptions(options);
-    const entries = toEntries(parameters, 'parameters');
+    const { decay, schedule, dtype, device, perElement, shard } = parseEmaOptions(options);
+    const all = toEntries(parameters, 'parameters');
+    this.#shard = shard && new ShardLayout(shard, all, (e) => e.kind.numel(e.value)); // keeps only its own below
+    const entries = this.#shard?.pick(all) ?? all;
     entries.forEach((e, i) => {
       const lost = e.kind.lostContents?.(e.value);
       if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
@@ -106,6 +110,9 @@ export class ExponentialMovingAverage implements Disposable {
   get size(): number {
     return this.#sizes.length;
   }
+
+  /** With options.shard: this rank's parameters (positions in the full list) and counts; else null. */
+  get shardInfo(): ShardInfo | null { return this.#shard?.info ?? null; }
 
   /** Element count of each shadow. */
   get sizes(): readonly number[] {
@@ -251,7 +258,7 @@ export class ExponentialMovingAverage implements Disposable {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#queue.run(async () => saveCheckpoint(path, this.#checkpointSource(this.#open('save()'))));
+    return this.#queue.run(async () => saveEmaCheckpoint(path, this.#checkpointSource(this.#open('save()')), this.#shard));
   }
 
   /**
@@ -269,7 +276,7 @@ export class ExponentialMovingAverage implements Disposable {
     }
     return this.#queue.run(async () => {
       this.#open('load()');
-      this.#applyCheckpoint(await loadCheckpoint(path, expected), 'load()');
+      this.#applyCheckpoint(await loadEmaCheckpoint(path, expected, this.#shard), 'load()');
     });
   }
 
@@ -328,7 +335,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   // Resolving runs the caller's iterator and getters, which may dispose this EMA.
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
-    const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    const resolved = this.#shard && parameters !== undefined ? this.#shard.resolve(parameters, operation) : resolveParameters(this.#registered, this.#sizes, parameters, operation);
     if (this.#arenas.current === null) {
       throw disposedError(operation, "was disposed during the call (by the parameters' iterator or getters)");
     }

@@ -5,6 +5,7 @@ import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 import type { UpdateDescription } from './native';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
+import { parseShardOption, type ShardOptions } from './shard/layout';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
@@ -31,6 +32,8 @@ export interface EmaOptions {
   rounding?: RoundingMode;
   /** Stochastic rounding's seed, an integer in [0, 2^53 - 1]. Default 0. */
   seed?: number;
+  /** Data-parallel ranks: keep only this rank's share of the parameters (see `shardInfo`); save() takes a prefix. */
+  shard?: ShardOptions;
 }
 
 export type NonFinitePolicy = 'propagate' | 'skip-update' | 'skip-element';
@@ -59,9 +62,10 @@ export type PerElementOptions = Omit<UpdateDescription, 'decay'>;
 export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'dtype' | 'device'>> {
   schedule: ParsedSchedule;
   perElement: PerElementOptions;
+  shard: ShardOptions | null;
 }
 
-export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed'] as const satisfies readonly (keyof EmaOptions)[];
+export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed', 'shard'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -74,8 +78,9 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   const dtype = o.dtype === undefined ? 'float32' : parseStorageDType(o.dtype, 'dtype');
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
   const perElement = parsePerElement(o, dtype);
+  const shard = parseShardOption(o.shard, perElement.nonFinite);
   assertDeviceAvailable(device);
-  return { decay, schedule, dtype, device, perElement };
+  return { decay, schedule, dtype, device, perElement, shard };
 }
 
 function oneOf<T extends string>(value: unknown, choices: readonly T[], fallback: T, option: string): T {
