@@ -15,12 +15,13 @@ import {
 } from './checkpoint/ema_checkpoint';
 import { checkpointScalars, checkpointSource, expectedParameters, installCheckpoint } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
-import { codedError, disposedError, expectedTypeError, withCode } from './errors';
+import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
-import { type ParamArray, Parameter, ResolvedParameters, toEntries } from './parameters';
+import { type ParamArray, Parameter, ResolvedParameters } from './parameters';
 import { RegisteredParameters } from './registered';
+import { entriesToRegister } from './registration';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
 import type { ParsedSchedule, Progress } from './schedule_options';
@@ -28,14 +29,13 @@ import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
 import { loadEmaCheckpoint, saveEmaCheckpoint } from './shard/checkpoint';
-import { ShardLayout, type ShardInfo } from './shard/layout';
+import type { ShardInfo, ShardLayout } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
 export type { Progress, Schedule } from './schedule_options';
 export type { NonFiniteStats } from './training_state';
-export type { ShardInfo, ShardOptions } from './shard/layout';
 
 export class ExponentialMovingAverage implements Disposable {
   readonly #state: TrainingState;
@@ -53,13 +53,8 @@ export class ExponentialMovingAverage implements Disposable {
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
     const { decay, schedule, dtype, device, perElement, shard } = parseEmaOptions(options);
-    const all = toEntries(parameters, 'parameters');
-    this.#shard = shard && new ShardLayout(shard, all, (e) => e.kind.numel(e.value)); // keeps only its own below
-    const entries = this.#shard?.pick(all) ?? all;
-    entries.forEach((e, i) => {
-      const lost = e.kind.lostContents?.(e.value);
-      if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
-    });
+    const { entries, layout } = entriesToRegister(parameters, shard); // with shard, this rank's only
+    this.#shard = layout;
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#state = new TrainingState(decay, schedule, perElement);
     const values = entries.map((e) => e.kind.read(e.value));
@@ -248,9 +243,9 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /**
-   * Writes the state to a safetensors file (Python's `safetensors` reads it), atomically: a
-   * temporary file in the same folder, fsync, rename. Streams one tensor at a time. Queued with
-   * updateAsync(); synchronous methods throw until it settles, so the file is never torn.
+   * Writes the state to a safetensors file (Python's `safetensors` reads it), atomically, streamed.
+   * With options.shard, `path` is a prefix: this rank's shard, and the index from rank 0. Queued
+   * with updateAsync(); synchronous methods throw until it settles, so the file is never torn.
    */
   save(path: string): Promise<void> {
     try {
@@ -262,9 +257,9 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /**
-   * Loads a save()d file into this EMA, after checking all of it (as loadStateDict does). The
-   * file's parameter names must equal this EMA's unless `matchNames` is false (then parameters
-   * match by position, sizes still checked: tfjs's generated layer names differ between runs).
+   * Loads a save()d file, or a sharded checkpoint (prefix or index, any world size), into this EMA
+   * after checking all of it (as loadStateDict does). Names must equal this EMA's unless `matchNames`
+   * is false (then by position, sizes still checked: tfjs's generated layer names differ between runs).
    */
   load(path: string, options?: LoadOptions): Promise<void> {
     let expected: ExpectedParameters;
