@@ -148,6 +148,22 @@ describe('each rank reads and writes only its own parameters of the full list', 
   });
 });
 
+describe('registration under shard', () => {
+  test("a lost parameter is refused only when it is this rank's, named by its position in the full list", () => {
+    const parameters = replica(0);
+    const detached = valuesOf(parameters)[6];
+    const buffer = detached.buffer as ArrayBuffer;
+    structuredClone(buffer, { transfer: [buffer] }); // now 0 elements, which the balance gives to rank 2
+    expect(new ExponentialMovingAverage(parameters, { decay: 0.9, shard: { rank: 0, worldSize: 3 } }).shardInfo!.indices).toEqual([1]);
+    expect(new ExponentialMovingAverage(parameters, { decay: 0.9, shard: { rank: 1, worldSize: 3 } }).shardInfo!.indices).toEqual([4]);
+    expectError(() => new ExponentialMovingAverage(parameters, { decay: 0.9, shard: { rank: 2, worldSize: 3 } }), {
+      name: 'TypeError',
+      message: ['parameters[6]'],
+      code: ERROR_CODES.PARAMETER_GONE,
+    });
+  });
+});
+
 describe('sharded checkpoints load into any world size, bit for bit', () => {
   const saved = new Map<number, { prefix: string; reference: ExponentialMovingAverage }>();
 
