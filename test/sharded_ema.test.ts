@@ -1,6 +1,7 @@
 // options.shard: the deterministic balance, each rank averaging only its own parameters out of the
 // full replica list, and sharded checkpoints: saved from world sizes 1, 2, 3, 4 and 7, loaded into
 // 1, 2 and 5 (and single files into sharded EMAs), bit for bit what one unsharded EMA holds.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -223,6 +224,42 @@ describe('sharded checkpoints load into any world size, bit for bit', () => {
     });
     expect(fs.readdirSync(folder)).toEqual([]);
   });
+});
+
+const hasNumpy = spawnSync('python3', ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+
+// As transformers reads sharded weights: the index's weight_map names each tensor's file, relative to
+// the index's folder; each file is plain safetensors (read here with numpy only).
+const PYTHON_READER = `
+import json, os, struct, sys
+import numpy as np
+index_path = sys.argv[1]
+index = json.load(open(index_path))
+folder = os.path.dirname(index_path)
+state = {}
+for file in sorted(set(index["weight_map"].values())):
+    with open(os.path.join(folder, file), "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        data = f.read()
+    header.pop("__metadata__")
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        assert index["weight_map"][name] == file, name
+        state[name] = np.frombuffer(data[begin:end], dtype="<f4").tolist()
+keys = index["metadata"]["parameters"]
+print(json.dumps({"total_size": index["metadata"]["total_size"], "shadows": [state["shadow." + k] for k in keys]}))
+`;
+
+(hasNumpy ? test : test.skip)(`Python reads the sharded checkpoint through the index, as transformers does${hasNumpy ? '' : ' [skipped: no python3 with numpy]'}`, async () => {
+  const { reference, sharded } = trained(3);
+  const prefix = path.join(freshFolder(), 'model');
+  for (const ema of sharded) await ema.save(prefix);
+  const result = spawnSync('python3', ['-c', PYTHON_READER, `${prefix}.safetensors.index.json`], { encoding: 'utf8', timeout: 60_000 });
+  expect(result.stderr).toBe('');
+  const read = JSON.parse(result.stdout);
+  expect(read.total_size).toBe(SIZES.reduce((a, b) => a + b) * 8);
+  expect(read.shadows).toEqual(reference.stateDict().shadowParams.map((s) => Array.from(s)));
 });
 
 describe('a damaged or mixed sharded checkpoint is refused, naming the file, and nothing changes', () => {
