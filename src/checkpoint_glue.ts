@@ -2,10 +2,12 @@
 // tensor, from the arenas or from copies of them that save() writes while training goes on), and a
 // decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import { saveCheckpoint, type CheckpointSource, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { type CheckpointSource, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { ERROR_CODES } from './errors';
 import { checkFloat16Range, valuesOfBytes } from './float16_range';
 import type { ShadowArena } from './native';
+import { saveEmaCheckpoint } from './shard/checkpoint';
+import type { ShardLayout } from './shard/layout';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
 import type { TrainingScalars } from './training_state';
@@ -103,10 +105,13 @@ export function copiedCheckpoint(scalars: CheckpointScalars, arenas: EmaArenas):
   return { source: checkpointSource({ ...scalars, names: [...scalars.names] }, { shadows, backup }), release };
 }
 
-/** Writes a copied checkpoint to `path` (atomically), then frees the copies however it ends. */
-export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint): Promise<void> {
+/**
+ * Writes a copied checkpoint to `path` (atomically; with a shard layout, `path` is the prefix of
+ * this rank's shard and, from rank 0, the index), then frees the copies however it ends.
+ */
+export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint, shard: ShardLayout | null): Promise<void> {
   try {
-    await saveCheckpoint(path, copy.source);
+    await saveEmaCheckpoint(path, copy.source, shard);
   } finally {
     copy.release();
   }

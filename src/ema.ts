@@ -1,27 +1,21 @@
 // ExponentialMovingAverage: the public class. It owns the native arenas (the shadows, and the backup
-// store() takes), keeps the decay and counter in JS, and turns every operation into one fused native
-// call after all checks have passed (all-or-nothing). The work is done by collaborators: options.ts
-// (option checks), arenas.ts (arenas, swap-or-dispose, the native update call), schedule.ts (decay),
-// resolve.ts (which parameters), scope_stack.ts (averageParameters), serial_queue.ts (async order),
-// relocation.ts (to()), state_dict.ts and checkpoint_glue.ts (state in and out).
+// store() takes) and turns every operation into one fused native call after all checks have passed
+// (all-or-nothing). Collaborators do the work: training_state.ts (decay, schedule, counters), arenas.ts,
+// resolve.ts, scope_stack.ts, serial_queue.ts, relocation.ts, state_dict.ts, checkpoint_glue.ts,
+// publish/ (published snapshots) and shard/ (data-parallel ranks); ARCHITECTURE.md maps them.
 import { types } from 'node:util';
 import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type CurrentArenas } from './arenas';
-import {
-  deserializeCheckpoint,
-  loadCheckpoint,
-  serializeCheckpoint,
-  type DecodedCheckpoint,
-  type ExpectedParameters,
-} from './checkpoint/ema_checkpoint';
+import { deserializeCheckpoint, serializeCheckpoint, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, saveCopiedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
 import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
 import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
-import { Parameter, readInitialValues, ResolvedParameters, toEntries } from './parameters';
+import { Parameter, ResolvedParameters } from './parameters';
 import { WeightsPublisher, type PublishedWeightsHandle } from './publish/publisher';
 import { RegisteredParameters } from './registered';
+import { entriesToRegister } from './registration';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
 import type { AsyncProgress, ParsedSchedule, Progress } from './schedule_options';
@@ -29,6 +23,8 @@ import { asyncInputs, type AsyncInputs } from './async_inputs';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
+import { loadEmaCheckpoint } from './shard/checkpoint';
+import type { ShardInfo, ShardLayout } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
@@ -45,15 +41,17 @@ export class ExponentialMovingAverage implements Disposable {
   readonly #scopes: ScopeStack;
   readonly #queue = new SerialQueue();
   readonly #publisher: WeightsPublisher;
+  readonly #shard: ShardLayout | null;
 
   /**
    * @param parameters any iterable of Float32Array/Float64Array, `{ name, value }`, or tfjs
    *   variables (model.trainableWeights); read once. The EMA keeps only weak references to them.
    */
   constructor(parameters: Iterable<Parameter>, options: EmaOptions) {
-    const { decay, schedule, dtype, device, perElement, publishEvery } = parseEmaOptions(options);
-    const entries = toEntries(parameters, 'parameters');
-    const values = readInitialValues(entries);
+    const { decay, schedule, dtype, device, perElement, publishEvery, shard } = parseEmaOptions(options);
+    const { entries, layout } = entriesToRegister(parameters, shard); // with shard, this rank's only
+    this.#shard = layout;
+    const values = entries.map((e) => e.kind.read(e.value));
     this.#sizes = Object.freeze(entries.map((e) => e.kind.numel(e.value)));
     this.#state = new TrainingState(decay, schedule, perElement);
     if (dtype === 'float16') checkFloat16Range(values.length, (i) => values[i], (i) => entries[i].name, 'parameters');
@@ -104,6 +102,9 @@ export class ExponentialMovingAverage implements Disposable {
   get size(): number {
     return this.#sizes.length;
   }
+
+  /** With options.shard: this rank's parameters (positions in the full list) and counts; else null. */
+  get shardInfo(): ShardInfo | null { return this.#shard?.info ?? null; }
 
   /** Element count of each shadow. */
   get sizes(): readonly number[] {
@@ -253,21 +254,22 @@ export class ExponentialMovingAverage implements Disposable {
   /**
    * Writes the state to a safetensors file (Python's `safetensors` reads it) atomically (temporary file,
    * fsync, rename), from a copy taken at the call (after queued updateAsync()/load()): updates go on.
+   * With options.shard, `path` is a prefix: this rank's shard, and the index from rank 0.
    */
   save(path: string): Promise<void> {
     try {
       checkFilePath(path);
       const copy = this.#queue.atItsTurn(() => this.#checkpoint((scalars) => copiedCheckpoint(scalars, this.#arenas), this.#open('save()')));
-      return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy));
+      return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy, this.#shard));
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
   /**
-   * Loads a save()d file into this EMA, after checking all of it (as loadStateDict does). The
-   * file's parameter names must equal this EMA's unless `matchNames` is false (then parameters
-   * match by position, sizes still checked: tfjs's generated layer names differ between runs).
+   * Loads a save()d file, or a sharded checkpoint (prefix or index, any world size), into this EMA
+   * after checking all of it (as loadStateDict does). Names must equal this EMA's unless `matchNames`
+   * is false (then by position, sizes still checked: tfjs's generated layer names differ between runs).
    */
   load(path: string, options?: LoadOptions): Promise<void> {
     let expected: ExpectedParameters;
@@ -279,7 +281,7 @@ export class ExponentialMovingAverage implements Disposable {
     }
     return this.#queue.run(async () => {
       this.#open('load()');
-      this.#applyCheckpoint(await loadCheckpoint(path, expected), 'load()');
+      this.#applyCheckpoint(await loadEmaCheckpoint(path, expected, this.#shard), 'load()');
     }, true);
   }
 
@@ -327,8 +329,7 @@ export class ExponentialMovingAverage implements Disposable {
     return arenas;
   }
 
-  // Open and not in the middle of an updateAsync(), save() or load(): what every synchronous
-  // operation needs.
+  // Open and not in the middle of an updateAsync(), save() or load(): what every synchronous operation needs.
   #idle(operation: string): CurrentArenas {
     const arenas = this.#open(operation);
     if (this.#queue.busy) {
@@ -339,7 +340,7 @@ export class ExponentialMovingAverage implements Disposable {
 
   // Resolving runs the caller's iterator and getters, which may dispose this EMA.
   #resolve(parameters: Iterable<Parameter> | undefined, operation: string): ResolvedParameters {
-    const resolved = resolveParameters(this.#registered, this.#sizes, parameters, operation);
+    const resolved = this.#shard && parameters !== undefined ? this.#shard.resolve(parameters, operation) : resolveParameters(this.#registered, this.#sizes, parameters, operation);
     if (this.#arenas.current === null) {
       throw disposedError(operation, "was disposed during the call (by the parameters' iterator or getters)");
     }

@@ -23,6 +23,7 @@ registerTfjsParameterKinds();
 
 export { ExponentialMovingAverage } from './ema';
 export type { EmaOptions, LoadOptions, ToOptions } from './options';
+export type { ShardInfo, ShardOptions } from './shard/layout';
 export type { AsyncProgress, HalfLifeSchedule, InverseGammaSchedule, ParsedSchedule, PowerFunctionSchedule, Progress, Schedule } from './schedule_options';
 export { sigmaRelToGamma } from './schedule_options';
 export { AveragedParametersScope } from './scope';

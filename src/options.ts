@@ -6,6 +6,7 @@ import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, inv
 import type { UpdateDescription } from './native';
 import { parsePublishEvery } from './publish/publisher';
 import { scheduleFromOptions, type ParsedSchedule, type Schedule } from './schedule_options';
+import { parseShardOption, type ShardOptions } from './shard/layout';
 
 export interface EmaOptions {
   /** Weight of the old average in each update, in [0, 1] (typical: 0.999 or 0.9999). */
@@ -34,6 +35,8 @@ export interface EmaOptions {
   seed?: number;
   /** Publish (see publish()) after every this many updates. Default: only when publish() is called. */
   publishEvery?: number;
+  /** Data-parallel ranks: keep only this rank's share of the parameters (see `shardInfo`); save() takes a prefix. */
+  shard?: ShardOptions;
 }
 
 export type NonFinitePolicy = 'propagate' | 'skip-update' | 'skip-element';
@@ -63,9 +66,10 @@ export interface ParsedEmaOptions extends Required<Pick<EmaOptions, 'decay' | 'd
   schedule: ParsedSchedule;
   perElement: PerElementOptions;
   publishEvery: number | undefined;
+  shard: ShardOptions | null;
 }
 
-export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed', 'publishEvery'] as const satisfies readonly (keyof EmaOptions)[];
+export const EMA_OPTION_KEYS = ['decay', 'useNumUpdates', 'schedule', 'dtype', 'device', 'nonFinite', 'rounding', 'seed', 'publishEvery', 'shard'] as const satisfies readonly (keyof EmaOptions)[];
 const TO_OPTION_KEYS = ['device', 'dtype'] as const satisfies readonly (keyof ToOptions)[];
 
 /** The constructor's options with defaults applied; the device is known to be available. */
@@ -79,8 +83,9 @@ export function parseEmaOptions(options: unknown): ParsedEmaOptions {
   const device = o.device === undefined ? 'cpu' : parseDevice(o.device, 'device');
   const perElement = parsePerElement(o, dtype);
   const publishEvery = parsePublishEvery(o.publishEvery);
+  const shard = parseShardOption(o.shard, perElement.nonFinite);
   assertDeviceAvailable(device);
-  return { decay, schedule, dtype, device, perElement, publishEvery };
+  return { decay, schedule, dtype, device, perElement, publishEvery, shard };
 }
 
 function oneOf<T extends string>(value: unknown, choices: readonly T[], fallback: T, option: string): T {

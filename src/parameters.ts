@@ -172,15 +172,3 @@ export class ResolvedParameters {
     this.#entries.forEach((e, i) => e.kind.commit(e.value, targets[i]));
   }
 }
-
-/**
- * The constructor's one read of every parameter, after refusing any whose contents are gone
- * (a detached buffer, a disposed variable): the shadows would start from nothing.
- */
-export function readInitialValues(entries: readonly ParameterEntry[]): ParamArray[] {
-  entries.forEach((e, i) => {
-    const lost = e.kind.lostContents?.(e.value);
-    if (lost !== undefined) throw withCode(new TypeError(`parameters[${i}] ${lost.refused}`), 'PARAMETER_GONE');
-  });
-  return entries.map((e) => e.kind.read(e.value));
-}
