@@ -68,4 +68,10 @@ node platform-smoke.js . >"$work/x64.txt"
 sed -n '$s/^/  x64:   /p' "$work/x64.txt"
 [ "$(tail -n 1 "$work/arm64.txt")" = "$(tail -n 1 "$work/x64.txt")" ] && grep -q '^digest ' "$work/x64.txt" \
   || { echo "check-arm64: arm64 and x64 results differ" >&2; exit 1; }
+# The other OSes' smoke digests, where the prebuild workflow's artifact was unpacked here (smoke/).
+for other in "$root"/smoke/*.txt; do
+  [ -e "$other" ] || continue
+  cmp -s "$other" <(tail -n 1 "$work/x64.txt") || { echo "check-arm64: $(basename "$other" .txt) differs: $(cat "$other")" >&2; exit 1; }
+  echo "check-arm64: $(basename "$other" .txt) (prebuild workflow) equals x64 bit for bit"
+done
 echo "check-arm64: arm64 results equal x64 bit for bit; total $(( $(date +%s) - start )) s"
