@@ -29,6 +29,9 @@ qemu="$(command -v qemu-aarch64)"
 
 ls "$root"/prebuilds/linux-x64/*.node >/dev/null 2>&1 || { echo "check-arm64: no linux-x64 prebuild: run npm run prebuildify first" >&2; exit 1; }
 bash "$root/scripts/prebuild-arm64.sh"
+# Named as prebuildify names linux-x64's.
+[ "$(cd "$root/prebuilds" && ls linux-arm64/*.node | sed 's/^linux-arm64/linux-x64/')" = "$(cd "$root/prebuilds" && ls linux-x64/*.node)" ] \
+  || { echo "check-arm64: prebuilds/linux-arm64 and linux-x64 name their files differently" >&2; exit 1; }
 echo "check-arm64: tools and cross build: $(( $(date +%s) - start )) s"
 
 # The arm64 Node: the binary inside the registry package (npm pack verifies its integrity; no install scripts run).
@@ -46,8 +49,8 @@ ln -s "$(readlink -f "$(command -v npm)")" "$work/bin/npm"
 
 tarball="$(cd "$root" && npm pack --silent --pack-destination "$work" | tail -n 1)"
 tar -tzf "$work/$tarball" >"$work/files.txt"  # (not piped into grep -q: pipefail would see tar's SIGPIPE)
-grep -q '^package/prebuilds/linux-arm64/model-ema\.napi\.glibc\.node$' "$work/files.txt" \
-  || { echo "check-arm64: the tarball lacks prebuilds/linux-arm64/model-ema.napi.glibc.node" >&2; exit 1; }
+grep -q '^package/prebuilds/linux-arm64/model-ema\.glibc\.node$' "$work/files.txt" \
+  || { echo "check-arm64: the tarball lacks prebuilds/linux-arm64/model-ema.glibc.node" >&2; exit 1; }
 
 cd "$work/app"
 PATH="$work/bin" npm init -y >/dev/null
@@ -58,7 +61,7 @@ if grep -E 'No native build|model-ema:' "$work/install.log"; then echo "check-ar
 echo "check-arm64: npm install of the tarball under qemu (arm64 Node $node_version): $(( $(date +%s) - t0 )) s, quiet"
 loaded="$(PATH="$work/bin" node -p 'require("node-gyp-build").resolve("node_modules/model-ema")')"
 case "$loaded" in
-  */prebuilds/linux-arm64/model-ema.napi.glibc.node) echo "check-arm64: node-gyp-build on arm64 picks ${loaded#"$work/app/"}" ;;
+  */prebuilds/linux-arm64/model-ema.glibc.node) echo "check-arm64: node-gyp-build on arm64 picks ${loaded#"$work/app/"}" ;;
   *) echo "check-arm64: node-gyp-build on arm64 picks $loaded" >&2; exit 1 ;;
 esac
 

@@ -3,7 +3,9 @@
 # (cmake/aarch64-linux-gnu.cmake): CPU only (no CUDA for arm64), Node-API headers from
 # node-api-headers (no download). Builds in build-arm64/, never build/ (node-gyp-build would load
 # an arm64 build/Release/*.node first and fail on this machine), and writes the file prebuildify
-# would: prebuilds/linux-arm64/<package name>.napi.glibc.node, stripped.
+# would: prebuilds/linux-arm64/<package name>.glibc.node, stripped (prebuildify 6 with --napi and
+# --tag-libc names linux-x64's so: the package name takes the place of the runtime tag, and no abi
+# tag means any Node-API Node to node-gyp-build).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +32,7 @@ neon="$(aarch64-linux-gnu-objdump -d "$kernels" | grep -cE '\s(fmul|fsub)\s+v[0-
 [ "$neon" -gt 0 ] || { echo "prebuild-arm64: the baseline kernels did not vectorise with NEON" >&2; exit 1; }
 
 name="$(node -p 'require("./package.json").name')"
-mkdir -p prebuilds/linux-arm64
+rm -rf prebuilds/linux-arm64 && mkdir -p prebuilds/linux-arm64
 # --strip-all, as prebuildify --strip does.
-aarch64-linux-gnu-strip --strip-all -o "prebuilds/linux-arm64/$name.napi.glibc.node" "$built"
-echo "prebuilds/linux-arm64/$name.napi.glibc.node: $(du -k "prebuilds/linux-arm64/$name.napi.glibc.node" | cut -f1) KiB, $neon NEON fmul/fsub.4s in the baseline loops"
+aarch64-linux-gnu-strip --strip-all -o "prebuilds/linux-arm64/$name.glibc.node" "$built"
+echo "prebuilds/linux-arm64/$name.glibc.node: $(du -k "prebuilds/linux-arm64/$name.glibc.node" | cut -f1) KiB, $neon NEON fmul/fsub.4s in the baseline loops"
