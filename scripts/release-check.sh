@@ -3,7 +3,8 @@
 # and the whole test suite passes against the prebuilt binary alone (build/ moved aside, so
 # node-gyp-build can only find prebuilds/).
 # MODEL_EMA_EXPECTED_PREBUILDS lists the platform-arch folders to require (default: this machine's;
-# a release collects linux-x64, linux-arm64, darwin-arm64 and win32-x64 from their own runners).
+# a release has linux-x64 and linux-arm64 from this machine (npm run prebuildify, scripts/check-arm64.sh)
+# and darwin-x64, darwin-arm64 and win32-x64 from .github/workflows/prebuild.yml).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
