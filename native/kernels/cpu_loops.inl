@@ -17,6 +17,9 @@ namespace model_ema {
 namespace MODEL_EMA_ISA {
 namespace {
 
+// Elements per block of a 32-bit count (far below 2^32, and long enough to hide the block's end).
+constexpr size_t kCountBlock = size_t{1} << 16;
+
 // dst[i] = op(dst[i], src[i], bits) over one run of elements whose indices share their high half
 // (so the random stream's key is fixed), for any functor of element_ops.h; returns how many
 // elements op skipped. Separate loops for what a functor does not need (the old value, random
@@ -34,9 +37,16 @@ size_t RunLoop(typename F::Dst* __restrict d, const typename F::Src* __restrict 
   } else if constexpr (F::kStochastic) {
     for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i], RandomStream::Bits(block_key, low + static_cast<uint32_t>(i)));
   } else if constexpr (F::kCountsSkips) {
-    for (size_t i = 0; i < n; ++i) {
-      skipped += Skips(op, s[i]) ? 1 : 0;
-      d[i] = op(d[i], s[i], 0u);
+    // Counted in 32-bit lanes per block (as wide as the float lanes), then summed: a 64-bit count
+    // per element costs the vector loop a widening per element.
+    for (size_t block = 0; block < n; block += kCountBlock) {
+      const size_t end = std::min(n, block + kCountBlock);
+      uint32_t in_block = 0;
+      for (size_t i = block; i < end; ++i) {
+        in_block += Skips(op, s[i]) ? 1u : 0u;
+        d[i] = op(d[i], s[i], 0u);
+      }
+      skipped += in_block;
     }
   } else if constexpr (F::kReadsDst) {
     for (size_t i = 0; i < n; ++i) d[i] = op(d[i], s[i], 0u);
@@ -76,7 +86,12 @@ size_t CountNonFiniteLoop(const void* values, size_t n) {
   const S* __restrict s = static_cast<const S*>(values);
   const IsFiniteElement<S> finite{};
   size_t count = 0;
-  for (size_t i = 0; i < n; ++i) count += finite(s[i]) ? 0 : 1;
+  for (size_t block = 0; block < n; block += kCountBlock) {  // 32-bit lanes, as in RunLoop
+    const size_t end = std::min(n, block + kCountBlock);
+    uint32_t in_block = 0;
+    for (size_t i = block; i < end; ++i) in_block += finite(s[i]) ? 0u : 1u;
+    count += in_block;
+  }
   return count;
 }
 
