@@ -80,9 +80,15 @@ struct ConvertElement {
 };
 
 // True when a value is neither infinite nor NaN (a diverged run shows up here first).
+// Read from the exponent bits (all ones: infinite or NaN): integer lanes, no floating-point
+// compare, which is what the guard's vector loops do per element.
 template <typename T>
 MODEL_EMA_HD_INLINE bool IsFiniteValue(T x) {
-  return x - x == x - x;  // Inf - Inf and NaN - NaN are NaN, which compares unequal
+  if constexpr (std::is_same_v<T, float>) {
+    return (FloatBits(x) & 0x7F800000u) != 0x7F800000u;
+  } else {
+    return x - x == x - x;  // Inf - Inf and NaN - NaN are NaN, which compares unequal
+  }
 }
 
 // The largest finite float16. Updates of float16 shadows saturate here rather than overflow to
