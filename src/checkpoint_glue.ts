@@ -2,7 +2,7 @@
 // tensor, from the arenas or from copies of them that save() writes while training goes on), and a
 // decoded checkpoint swapped in as new arenas.
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import { type CheckpointSource, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
 import { ERROR_CODES } from './errors';
 import { checkFloat16Range, valuesOfBytes } from './float16_range';
 import type { ShadowArena } from './native';
@@ -54,8 +54,8 @@ export function expectedParameters(
   { names, shapes }: { names: (string | null)[]; shapes: readonly (readonly number[] | null)[] },
   sizes: readonly number[],
 ): ExpectedParameters {
-  const { matchNames } = parseLoadOptions(options);
-  return { names, sizes, shapes, matchNames };
+  const { matchNames, onProgress } = parseLoadOptions(options);
+  return { names, sizes, shapes, matchNames, onProgress };
 }
 
 /**
@@ -109,9 +109,9 @@ export function copiedCheckpoint(scalars: CheckpointScalars, arenas: EmaArenas):
  * Writes a copied checkpoint to `path` (atomically; with a shard layout, `path` is the prefix of
  * this rank's shard and, from rank 0, the index), then frees the copies however it ends.
  */
-export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint, shard: ShardLayout | null): Promise<void> {
+export async function saveCopiedCheckpoint(path: string, copy: CopiedCheckpoint, shard: ShardLayout | null, onProgress?: ProgressListener): Promise<void> {
   try {
-    await saveEmaCheckpoint(path, copy.source, shard);
+    await saveEmaCheckpoint(path, copy.source, shard, onProgress);
   } finally {
     copy.release();
   }

@@ -11,7 +11,7 @@ import { Device, deviceIndex } from './device';
 import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
 import type { StorageDType } from './native';
-import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseToOptions, ToOptions } from './options';
+import { checkFilePath, EmaOptions, LoadOptions, parseEmaOptions, parseSaveOptions, parseToOptions, SaveOptions, ToOptions } from './options';
 import { Parameter, ResolvedParameters } from './parameters';
 import { WeightsPublisher, type PublishedWeightsHandle } from './publish/publisher';
 import { RegisteredParameters } from './registered';
@@ -28,7 +28,7 @@ import type { ShardInfo, ShardLayout } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
 
-export type { EmaOptions, LoadOptions, ToOptions } from './options';
+export type { EmaOptions, LoadOptions, SaveOptions, ToOptions } from './options';
 export type { AsyncProgress, Progress, Schedule } from './schedule_options';
 export type { NonFiniteStats } from './training_state';
 
@@ -256,11 +256,11 @@ export class ExponentialMovingAverage implements Disposable {
    * fsync, rename), from a copy taken at the call (after queued updateAsync()/load()): updates go on.
    * With options.shard, `path` is a prefix: this rank's shard, and the index from rank 0.
    */
-  save(path: string): Promise<void> {
+  save(path: string, options?: SaveOptions): Promise<void> {
     try {
-      checkFilePath(path);
+      const { onProgress } = parseSaveOptions(path, options);
       const copy = this.#queue.atItsTurn(() => this.#checkpoint((scalars) => copiedCheckpoint(scalars, this.#arenas), this.#open('save()')));
-      return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy, this.#shard));
+      return this.#queue.background(async () => saveCopiedCheckpoint(path, await copy, this.#shard, onProgress));
     } catch (error) {
       return Promise.reject(error);
     }

@@ -22,7 +22,8 @@ registerParameterKind(typedArrayKind, TYPED_ARRAY_PRIORITY);
 registerTfjsParameterKinds();
 
 export { ExponentialMovingAverage } from './ema';
-export type { EmaOptions, LoadOptions, ToOptions } from './options';
+export type { EmaOptions, LoadOptions, SaveOptions, ToOptions } from './options';
+export type { ProgressListener, TransferProgress } from './checkpoint/checkpoint_format';
 export type { ShardInfo, ShardOptions } from './shard/layout';
 export type { AsyncProgress, HalfLifeSchedule, InverseGammaSchedule, ParsedSchedule, PowerFunctionSchedule, Progress, Schedule } from './schedule_options';
 export { sigmaRelToGamma } from './schedule_options';

@@ -1,5 +1,6 @@
 // The options the public methods take: their types and their checks. Each parser checks in the order
 // the EMA always has, and throws an error naming the option and the value received.
+import type { ProgressListener } from './checkpoint/checkpoint_format';
 import { assertDeviceAvailable, type Device, parseDevice } from './device';
 import { parseStorageDType, type StorageDType } from './dtypes';
 import { checkUnitInterval, describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
@@ -47,6 +48,13 @@ const ROUNDING_MODES: readonly RoundingMode[] = ['nearest', 'stochastic'];
 export interface LoadOptions {
   /** Default true: the file's parameter names must equal this EMA's. False: match by position. */
   matchNames?: boolean;
+  /** load(): called with `{ file, bytes, totalBytes }` as tensor data is read; a throw aborts the load (nothing changes). */
+  onProgress?: ProgressListener;
+}
+
+export interface SaveOptions {
+  /** Called with `{ file, bytes, totalBytes }` after each tensor is written; a throw aborts the save (the old file stays). */
+  onProgress?: ProgressListener;
 }
 
 export interface ToOptions {
@@ -124,14 +132,29 @@ export function parseToOptions(options: unknown, current: Required<ToOptions>): 
   return { device, dtype };
 }
 
-/** load()'s and deserialize()'s matchNames. */
-export function parseLoadOptions(options: unknown): Required<LoadOptions> {
+function checkProgressListener(value: unknown): ProgressListener | undefined {
+  if (value !== undefined && typeof value !== 'function') throw expectedTypeError('a function', 'options.onProgress', value);
+  return value as ProgressListener | undefined;
+}
+
+/** load()'s and deserialize()'s options (deserialize() reads no file: it has no progress to report). */
+export function parseLoadOptions(options: unknown): { matchNames: boolean; onProgress: ProgressListener | undefined } {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw expectedTypeError('{ matchNames?: boolean }', 'options', options);
+    throw expectedTypeError('{ matchNames?: boolean, onProgress?: function }', 'options', options);
   }
+  if (options !== undefined) refuseUnknownOptions(options, ['matchNames', 'onProgress'], 'options');
   const matchNames = (options as LoadOptions | undefined)?.matchNames ?? true;
   if (typeof matchNames !== 'boolean') throw expectedTypeError('a boolean', 'options.matchNames', matchNames);
-  return { matchNames };
+  return { matchNames, onProgress: checkProgressListener((options as LoadOptions | undefined)?.onProgress) };
+}
+
+/** save()'s path and options. */
+export function parseSaveOptions(path: unknown, options: unknown): { onProgress: ProgressListener | undefined } {
+  checkFilePath(path);
+  if (options === undefined) return { onProgress: undefined };
+  if (typeof options !== 'object' || options === null) throw expectedTypeError('{ onProgress?: function }', 'options', options);
+  refuseUnknownOptions(options, ['onProgress'], 'options');
+  return { onProgress: checkProgressListener((options as SaveOptions).onProgress) };
 }
 
 /** save()'s and load()'s path. */

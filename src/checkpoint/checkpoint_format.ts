@@ -88,6 +88,15 @@ export interface CheckpointSource {
   collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView } | null;
 }
 
+/** Where a long save() or load() is: tensor data bytes of `file` written or read so far, of `totalBytes`. */
+export interface TransferProgress {
+  file: string;
+  bytes: number;
+  totalBytes: number;
+}
+/** Called after each tensor written (save) or each group of tensors read (load); a throw aborts the transfer. */
+export type ProgressListener = (progress: TransferProgress) => void;
+
 /** What the loading EMA has: its parameters' names and element counts. */
 export interface ExpectedParameters {
   names: readonly (string | null)[];
@@ -104,6 +113,8 @@ export interface ExpectedParameters {
    * 1-D tensor (every file from before shapes were saved) loads whenever its element count fits.
    */
   shapes?: readonly (readonly number[] | null)[];
+  /** Reports the reading of the file's tensor data (load()'s onProgress). */
+  onProgress?: ProgressListener;
 }
 
 /** A validated checkpoint. Byte arrays are views into the parsed data, one per parameter, in the file's dtype. */

@@ -6,14 +6,14 @@
 // checkpoint_decode.ts.
 import { decodeCheckpoint, checkCheckpointHeader } from './checkpoint_decode';
 import { encodeCheckpoint } from './checkpoint_encode';
-import type { CheckpointSource, DecodedCheckpoint, ExpectedParameters } from './checkpoint_format';
+import type { CheckpointSource, DecodedCheckpoint, ExpectedParameters, ProgressListener } from './checkpoint_format';
 import { namingPathOnError } from './checkpoint_file';
 import { parseSafetensors, readSafetensorsFile, serializeSafetensors, writeSafetensorsFile } from './safetensors';
 
 export { checkCheckpointHeader, decodeCheckpoint } from './checkpoint_decode';
 export { encodeCheckpoint } from './checkpoint_encode';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, METADATA_KEYS, parameterKeys } from './checkpoint_format';
-export type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters, StorageDType } from './checkpoint_format';
+export type { CheckpointSource, CollectedDType, DecodedCheckpoint, ExpectedParameters, ProgressListener, StorageDType, TransferProgress } from './checkpoint_format';
 
 /** Parses, validates and decodes an in-memory checkpoint. */
 export function deserializeCheckpoint(bytes: Uint8Array, expected: ExpectedParameters): DecodedCheckpoint {
@@ -27,13 +27,13 @@ export function serializeCheckpoint(source: CheckpointSource): Uint8Array {
 }
 
 /** Writes a checkpoint atomically, streaming one tensor at a time. */
-export async function saveCheckpoint(path: string, source: CheckpointSource): Promise<void> {
+export async function saveCheckpoint(path: string, source: CheckpointSource, onProgress?: ProgressListener): Promise<void> {
   const { tensors, metadata } = encodeCheckpoint(source);
-  await writeSafetensorsFile(path, tensors, metadata);
+  await writeSafetensorsFile(path, tensors, metadata, onProgress);
 }
 
 /** Reads, validates and decodes a checkpoint file. */
 export async function loadCheckpoint(path: string, expected: ExpectedParameters): Promise<DecodedCheckpoint> {
   // The header is checked before any tensor data is read: a mismatched file fails fast, however large.
-  return namingPathOnError(path, async () => decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected)), expected));
+  return namingPathOnError(path, async () => decodeCheckpoint(await readSafetensorsFile(path, (header) => void checkCheckpointHeader(header, expected), expected.onProgress), expected));
 }

@@ -8,6 +8,7 @@
 //
 // This file reads and writes whole files and buffers; safetensors_encode.ts lays out and encodes the
 // header, safetensors_decode.ts validates one.
+import type { ProgressListener } from './checkpoint_format';
 import { constants as bufferConstants } from 'node:buffer';
 import { type FileHandle } from 'node:fs/promises';
 import { codedError } from '../errors';
@@ -61,11 +62,14 @@ export async function writeSafetensorsFile(
   path: string,
   tensors: readonly TensorSource[],
   metadata: Record<string, string> | DeferredMetadata,
+  onProgress?: ProgressListener,
 ): Promise<void> {
   const layout = layoutTensors(tensors);
   const header = encodeHeader(layout.entries, placeholderOf(metadata));
+  const totalBytes = layout.byteLengths.reduce((n, b) => n + b, 0);
   await writeFileAtomic(path, async (sink) => {
     await sink.append(header);
+    let done = 0;
     for (let i = 0; i < tensors.length; i++) {
       const bytes = producedBytes(tensors[i], layout.byteLengths[i]);
       const writing = sink.append(bytes); // the write runs on libuv's thread pool...
@@ -74,6 +78,8 @@ export async function writeSafetensorsFile(
       } finally {
         await writing;
       }
+      done += bytes.byteLength;
+      onProgress?.({ file: path, bytes: done, totalBytes }); // a throw abandons the temporary file
     }
     if (isDeferred(metadata)) await sink.writeAt(encodeHeader(layout.entries, metadata.final(), header.length - 8), 0);
   });
@@ -106,6 +112,7 @@ export async function readSafetensorsFile(
   path: string,
   /** Called with the validated header before any tensor data is read; throw to stop there. */
   checkHeader?: (header: SafetensorsHeader) => void,
+  onProgress?: ProgressListener,
 ): Promise<ParsedSafetensors> {
   const { file, size } = await openRegularFile(path); // refuses FIFOs, devices, directories
   try {
@@ -132,6 +139,7 @@ export async function readSafetensorsFile(
         tensors.push({ name, dtype, shape, bytes: chunk.subarray(begin - start, end - start) });
       }
       first = last + 1;
+      onProgress?.({ file: path, bytes: entries[last].end, totalBytes: size - dataStart });
     }
     return { metadata, tensors };
   } finally {

@@ -11,7 +11,7 @@ import { writeFileAtomic } from './atomic_write';
 import { checkCheckpointHeader, decodeCheckpoint } from './checkpoint_decode';
 import { encodeCheckpoint } from './checkpoint_encode';
 import { fileKind, namingPathOnError, readingPrefix } from './checkpoint_file';
-import { CHECKPOINT_FORMAT, metadataDigest, parameterKeys, type CheckpointSource, type DecodedCheckpoint, type DigestedMetadataKey, type ExpectedParameters } from './checkpoint_format';
+import { CHECKPOINT_FORMAT, metadataDigest, parameterKeys, type CheckpointSource, type DecodedCheckpoint, type DigestedMetadataKey, type ExpectedParameters, type ProgressListener } from './checkpoint_format';
 import { readSafetensorsFile, writeSafetensorsFile } from './safetensors';
 import { encodeShardIndex, indexPathOf, readShardIndex, SHARED_METADATA_KEYS, shardFileName, type ShardIndex } from './sharded_index';
 
@@ -34,7 +34,7 @@ export interface LoadPlan extends Required<ExpectedParameters> {
  * Writes this rank's shard (its own parameters, `source` holds them) and, on rank 0, the index;
  * each file atomically. `prefix` is a path without an extension ('ckpt/ema').
  */
-export async function saveShardedCheckpoint(prefix: string, source: CheckpointSource, plan: ShardPlan): Promise<void> {
+export async function saveShardedCheckpoint(prefix: string, source: CheckpointSource, plan: ShardPlan, onProgress?: ProgressListener): Promise<void> {
   const base = path.basename(prefix);
   if (base === '' || prefix.endsWith('/') || /\.(safetensors|json)$/.test(base)) {
     throw codedError(
@@ -43,7 +43,7 @@ export async function saveShardedCheckpoint(prefix: string, source: CheckpointSo
     );
   }
   const { tensors, metadata } = encodeCheckpoint({ ...source, names: plan.own.map((i) => plan.keys[i]) });
-  await writeSafetensorsFile(shardFileName(prefix, plan.rank, plan.worldSize), tensors, metadata);
+  await writeSafetensorsFile(shardFileName(prefix, plan.rank, plan.worldSize), tensors, metadata, onProgress);
   if (plan.rank !== 0) return;
   const bytesOf = (dtype: keyof typeof SAFETENSORS_CODE): number => SAFETENSORS_BYTES[SAFETENSORS_CODE[dtype]] * plan.sizes.reduce((n, s) => n + s, 0);
   const text = encodeShardIndex({
@@ -77,7 +77,7 @@ function indexScalars(index: ShardIndex): Omit<DecodedCheckpoint, 'shadow' | 'co
 export async function loadShardedCheckpoint(indexPath: string, plan: LoadPlan): Promise<DecodedCheckpoint> {
   const index = await namingPathOnError(indexPath, () => readShardIndex(indexPath));
   const scalars = await namingPathOnError(indexPath, async () => indexScalars(index));
-  const { names, sizes, shapes, own, matchNames } = plan;
+  const { names, sizes, shapes, own, matchNames, onProgress } = plan;
   if (index.parameters.length !== sizes.length) invalid(indexPath, `the checkpoint has ${index.parameters.length} parameters but this EMA has ${sizes.length}`);
   if (matchNames) {
     const keys = parameterKeys(names);
@@ -97,7 +97,7 @@ export async function loadShardedCheckpoint(indexPath: string, plan: LoadPlan): 
   const needed = [...new Set(own.map((g) => index.fileOf[g]))].sort();
   for (const file of needed) {
     const inFile = members.get(file)!;
-    const expected = { names: inFile.map((g) => index.parameters[g]), sizes: inFile.map((g) => sizes[g]), shapes: inFile.map((g) => shapes[g]), matchNames: true };
+    const expected = { names: inFile.map((g) => index.parameters[g]), sizes: inFile.map((g) => sizes[g]), shapes: inFile.map((g) => shapes[g]), matchNames: true, onProgress };
     const decoded = await readShard(path.join(folder, file), expected, index, indexPath);
     skippedElements += decoded.nonFiniteStats.skippedElements;
     const partial = inFile.length !== inFile.filter((g) => position.has(g)).length;
@@ -138,7 +138,7 @@ async function readShard(file: string, expected: Required<ExpectedParameters>, i
           );
         }
       }
-    });
+    }, expected.onProgress);
     return decodeCheckpoint(parsed, expected);
   });
 }

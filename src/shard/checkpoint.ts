@@ -3,13 +3,13 @@
 // has that name). A sharded EMA saves to a prefix (its shard, plus the index from rank 0) and loads
 // any checkpoint: a sharded one of any world size, or a single file, keeping its own parameters.
 import { stat } from 'node:fs/promises';
-import { loadCheckpoint, saveCheckpoint, type CheckpointSource, type DecodedCheckpoint, type ExpectedParameters } from '../checkpoint/ema_checkpoint';
+import { loadCheckpoint, saveCheckpoint, type CheckpointSource, type DecodedCheckpoint, type ExpectedParameters, type ProgressListener } from '../checkpoint/ema_checkpoint';
 import { loadShardedCheckpoint, saveShardedCheckpoint, type LoadPlan } from '../checkpoint/sharded';
 import { indexPathOf, isIndexPath } from '../checkpoint/sharded_index';
 import type { ShardLayout } from './layout';
 
-export function saveEmaCheckpoint(path: string, source: CheckpointSource, shard: ShardLayout | null): Promise<void> {
-  return shard === null ? saveCheckpoint(path, source) : saveShardedCheckpoint(path, source, shard);
+export function saveEmaCheckpoint(path: string, source: CheckpointSource, shard: ShardLayout | null, onProgress?: ProgressListener): Promise<void> {
+  return shard === null ? saveCheckpoint(path, source, onProgress) : saveShardedCheckpoint(path, source, shard, onProgress);
 }
 
 const isFile = (path: string): Promise<boolean> => stat(path).then((s) => s.isFile(), () => false);
@@ -29,10 +29,11 @@ export async function loadEmaCheckpoint(path: string, expected: ExpectedParamete
   const index = await indexOf(path);
   if (index === null && shard === null) return loadCheckpoint(path, expected);
   const matchNames = expected.matchNames !== false;
+  const onProgress = expected.onProgress ?? ((): void => {});
   const plan: LoadPlan =
     shard === null
-      ? { names: expected.names, sizes: expected.sizes, shapes: expected.shapes ?? expected.names.map(() => null), matchNames, own: expected.sizes.map((_, i) => i) }
-      : { names: shard.names, sizes: shard.sizes, shapes: shard.shapes, matchNames, own: shard.own };
+      ? { names: expected.names, sizes: expected.sizes, shapes: expected.shapes ?? expected.names.map(() => null), matchNames, own: expected.sizes.map((_, i) => i), onProgress }
+      : { names: shard.names, sizes: shard.sizes, shapes: shard.shapes, matchNames, own: shard.own, onProgress };
   if (index !== null) return loadShardedCheckpoint(index, plan);
   const whole = await loadCheckpoint(path, plan);
   return { ...whole, shadow: shard!.pick(whole.shadow), collected: whole.collected && shard!.pick(whole.collected) };
