@@ -181,6 +181,10 @@ const TARGETS = [
   // Readers never block the writer; on a machine with fewer cores than threads they still compete for CPU time.
   costRatio('resnet50-like: model-ema update() with 4 busy reader threads <= 1.15x without', 'model-ema-update-f32-4readers', 'model-ema-update-f32', 1.15),
   costRatio('resnet50-like: model-ema update() on 1 thread with 1 busy reader thread <= 1.15x without', 'model-ema-update-f32-1t-1reader', 'model-ema-update-f32-1t', 1.15),
+  // The non-finite guards with finite parameters (what every healthy step pays), and stochastic rounding.
+  costRatio("resnet50-like: update() with nonFinite 'skip-element' <= 1.10x without", 'model-ema-update-f32-skip-element', 'model-ema-update-f32', 1.1),
+  costRatio("resnet50-like: update() with nonFinite 'skip-update' <= 1.40x without", 'model-ema-update-f32-skip-update', 'model-ema-update-f32', 1.4),
+  costRatio('resnet50-like: bfloat16 update() with stochastic rounding <= 1.15x nearest', 'model-ema-update-bf16-stochastic', 'model-ema-update-bf16', 1.15),
 ];
 
 function evaluateTargets(rows) {
