@@ -25,31 +25,36 @@ function at(n: number, place: (typeof PLACES)[number]): number {
   return place === 'first' ? 0 : place === 'last' ? n - 1 : n >> 1;
 }
 
+// Every bad value at every place: calls check(bad, tensor, element, context) for each.
+function eachPlacement(sizes: number[], check: (bad: number, t: number, e: number, context: string) => void): void {
+  for (const bad of BAD) {
+    for (const tensorPlace of PLACES) {
+      for (const elementPlace of PLACES) {
+        const t = at(sizes.length, tensorPlace);
+        check(bad, t, at(sizes[t], elementPlace), `${bad} at tensor ${tensorPlace}, element ${elementPlace}`);
+      }
+    }
+  }
+}
+
 describe("nonFinite 'skip-element'", () => {
   test.each(SIZES)('size %i: each bad value at each place equals the float64 reference with those elements masked', (n) => {
     const sizes = [n, n + 3, n];
-    for (const bad of BAD) {
-      for (const tensorPlace of PLACES) {
-        for (const elementPlace of PLACES) {
-          const start = model(sizes, n);
-          const ema = new ExponentialMovingAverage(start, { decay: 0.9, useNumUpdates: false, nonFinite: 'skip-element' });
-          const params = model(sizes, 1000 + n);
-          const t = at(sizes.length, tensorPlace);
-          const e = at(sizes[t], elementPlace);
-          params[t][e] = bad;
-          ema.update(params);
-          const context = `${bad} at tensor ${tensorPlace}, element ${elementPlace}`;
-          stateBytes(ema).forEach((shadow, i) => {
-            for (let j = 0; j < shadow.length; j++) {
-              const expected = i === t && j === e ? start[i][j] : updateStep(start[i][j], params[i][j], 0.9, 'float32');
-              if (!Object.is(shadow[j], expected)) throw new Error(`${context}: tensor ${i}[${j}] is ${shadow[j]}, expected ${expected}`);
-            }
-          });
-          expect(ema.nonFiniteStats).toEqual({ skippedUpdates: 0, skippedElements: 1 });
-          expect(ema.step).toBe(1);
+    eachPlacement(sizes, (bad, t, e, context) => {
+      const start = model(sizes, n);
+      const ema = new ExponentialMovingAverage(start, { decay: 0.9, useNumUpdates: false, nonFinite: 'skip-element' });
+      const params = model(sizes, 1000 + n);
+      params[t][e] = bad;
+      ema.update(params);
+      stateBytes(ema).forEach((shadow, i) => {
+        for (let j = 0; j < shadow.length; j++) {
+          const expected = i === t && j === e ? start[i][j] : updateStep(start[i][j], params[i][j], 0.9, 'float32');
+          if (!Object.is(shadow[j], expected)) throw new Error(`${context}: tensor ${i}[${j}] is ${shadow[j]}, expected ${expected}`);
         }
-      }
-    }
+      });
+      expect(ema.nonFiniteStats).toEqual({ skippedUpdates: 0, skippedElements: 1 });
+      expect(ema.step).toBe(1);
+    });
   });
 
   test('counts every skipped element over many updates, float64 parameters and float64 shadows too', () => {
@@ -98,23 +103,18 @@ describe("nonFinite 'skip-element'", () => {
 describe("nonFinite 'skip-update'", () => {
   test.each(SIZES)('size %i: one bad value anywhere leaves every shadow bit and counter as it was', (n) => {
     const sizes = [n, n + 3, n];
-    for (const bad of BAD) {
-      for (const tensorPlace of PLACES) {
-        for (const elementPlace of PLACES) {
-          const ema = new ExponentialMovingAverage(model(sizes, n), { decay: 0.9, nonFinite: 'skip-update' });
-          ema.update(model(sizes, 50 + n), { samples: 4 });
-          const before = ema.stateDict();
-          const params = model(sizes, 1000 + n);
-          const t = at(sizes.length, tensorPlace);
-          params[t][at(sizes[t], elementPlace)] = bad;
-          ema.update(params, { samples: 4 });
-          const after = ema.stateDict();
-          after.shadowParams.forEach((s, i) => expect(sameBytes(s, before.shadowParams[i])).toBe(true));
-          expect([after.numUpdates, after.step, after.samples]).toEqual([before.numUpdates, before.step, before.samples]);
-          expect(ema.nonFiniteStats.skippedUpdates).toBe(1);
-        }
-      }
-    }
+    eachPlacement(sizes, (bad, t, e) => {
+      const ema = new ExponentialMovingAverage(model(sizes, n), { decay: 0.9, nonFinite: 'skip-update' });
+      ema.update(model(sizes, 50 + n), { samples: 4 });
+      const before = ema.stateDict();
+      const params = model(sizes, 1000 + n);
+      params[t][e] = bad;
+      ema.update(params, { samples: 4 });
+      const after = ema.stateDict();
+      after.shadowParams.forEach((s, i) => expect(sameBytes(s, before.shadowParams[i])).toBe(true));
+      expect([after.numUpdates, after.step, after.samples]).toEqual([before.numUpdates, before.step, before.samples]);
+      expect(ema.nonFiniteStats.skippedUpdates).toBe(1);
+    });
   });
 
   test('statistics: one skipped update per update with bad values, and the bad elements it found', async () => {
