@@ -70,6 +70,19 @@ export declare class ShadowArena {
    * kept alive until the promise settles; the caller must not write them meanwhile.
    */
   updateAsync(params: readonly ParamArray[], description: UpdateDescription, inPlace?: boolean): Promise<number>;
+  /**
+   * EmaTracks: update() of this arena and of `others` (same sizes, dtype and device; each once), from
+   * one read of `params`; `descriptions[0]` is this arena's, `descriptions[i + 1]` that of `others[i]`.
+   * Returns what update() would for each, in that order.
+   */
+  updateTracks(params: readonly ParamArray[], descriptions: readonly UpdateDescription[], others: readonly ShadowArena[]): number[];
+  /** updateTracks() as updateAsync() runs update(); every arena is busy until it settles. */
+  updateTracksAsync(
+    params: readonly ParamArray[],
+    descriptions: readonly UpdateDescription[],
+    others: readonly ShadowArena[],
+    inPlace?: boolean,
+  ): Promise<number[]>;
   /** arena = params (rounded to the storage dtype). */
   copyFrom(params: readonly ParamArray[]): void;
   /** params = arena (converted to each parameter's type). */

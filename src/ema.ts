@@ -27,6 +27,7 @@ import { loadEmaCheckpoint } from './shard/checkpoint';
 import type { ShardInfo, ShardLayout } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
+import { TRACK_ACCESS, type TrackAccess } from './tracks/track_access';
 
 export type { EmaOptions, LoadOptions, SaveOptions, ToOptions } from './options';
 export type { AsyncProgress, Progress, Schedule } from './schedule_options';
@@ -63,22 +64,16 @@ export class ExponentialMovingAverage implements Disposable {
   }
 
   /** Weight of the old average, in [0, 1]; may be changed between updates. */
-  get decay(): number {
-    return this.#state.decay;
-  }
+  get decay(): number { return this.#state.decay; }
   set decay(value: number) {
     this.#state.decay = value;
   }
 
   /** Updates applied with warm-up on (saturates at 2^53 - 1, see MAX_NUM_UPDATES); null when warm-up is off. */
-  get numUpdates(): number | null {
-    return this.#state.counters.numUpdates;
-  }
+  get numUpdates(): number | null { return this.#state.counters.numUpdates; }
 
   /** The decay schedule, defaults applied (sigmaRel given as its gamma). */
-  get schedule(): ParsedSchedule {
-    return this.#state.schedule;
-  }
+  get schedule(): ParsedSchedule { return this.#state.schedule; }
 
   /** Training so far: each update adds its progress.steps (default 1), .samples, and .seconds (default: the time since the last update). */
   get step(): number { return this.#state.counters.step; }
@@ -86,54 +81,34 @@ export class ExponentialMovingAverage implements Disposable {
   get seconds(): number { return this.#state.counters.seconds; }
 
   /** Updates skipped whole (nonFinite 'skip-update') and parameter elements left out ('skip-element'), so far. */
-  get nonFiniteStats(): NonFiniteStats {
-    return this.#state.nonFiniteStats;
-  }
+  get nonFiniteStats(): NonFiniteStats { return this.#state.nonFiniteStats; }
 
-  get dtype(): StorageDType {
-    return this.#open('dtype').shadows.dtype;
-  }
+  get dtype(): StorageDType { return this.#open('dtype').shadows.dtype; }
 
-  get device(): Device {
-    return this.#device;
-  }
+  get device(): Device { return this.#device; }
 
   /** Number of parameters (shadows). */
-  get size(): number {
-    return this.#sizes.length;
-  }
+  get size(): number { return this.#sizes.length; }
 
   /** With options.shard: this rank's parameters (positions in the full list) and counts; else null. */
   get shardInfo(): ShardInfo | null { return this.#shard?.info ?? null; }
 
   /** Element count of each shadow. */
-  get sizes(): readonly number[] {
-    return this.#sizes;
-  }
+  get sizes(): readonly number[] { return this.#sizes; }
 
   /** Each registered parameter's name, or null. */
-  get names(): (string | null)[] {
-    return this.#registered.names;
-  }
+  get names(): (string | null)[] { return this.#registered.names; }
 
   /** True while an updateAsync() or load() (or a save() waiting to copy the state) is queued or running: synchronous methods throw. */
-  get busy(): boolean {
-    return this.#queue.busy;
-  }
+  get busy(): boolean { return this.#queue.busy; }
 
   /** Resolves (never rejects) once the async work queued so far has settled. */
-  settled(): Promise<void> {
-    return this.#queue.settled();
-  }
+  settled(): Promise<void> { return this.#queue.settled(); }
 
-  get disposed(): boolean {
-    return this.#arenas.current === null;
-  }
+  get disposed(): boolean { return this.#arenas.current === null; }
 
   /** The decay the next one-step update will use (after warm-up). */
-  get currentDecay(): number {
-    return this.#state.currentDecay;
-  }
+  get currentDecay(): number { return this.#state.currentDecay; }
 
   /**
    * s = s - (1 - d) * (s - p) for every shadow, in one native pass. `progress` is the training since
@@ -310,6 +285,23 @@ export class ExponentialMovingAverage implements Disposable {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+
+  /** @internal EmaTracks' way in (tracks/): what a fused update and a load of several EMAs need of each. */
+  [TRACK_ACCESS](): TrackAccess {
+    return {
+      state: this.#state,
+      resolve: (parameters, operation) => this.#resolve(parameters, operation),
+      shadows: (operation) => {
+        const { shadows } = this.#idle(operation);
+        this.#scopes.refuseUpdate(operation);
+        return shadows;
+      },
+      afterUpdate: (shadows) => this.#publisher.afterUpdate(shadows),
+      scopesOpen: () => this.#scopes.size > 0,
+      decode: (path, options) => loadEmaCheckpoint(path, expectedParameters(options, this.#registered, this.#sizes), this.#shard),
+      install: (decoded, operation) => this.#applyCheckpoint(decoded, operation),
+    };
   }
 
   #checkpoint<T>(make: (scalars: CheckpointScalars, arenas: CurrentArenas) => T, arenas: CurrentArenas): T {

@@ -22,6 +22,7 @@ registerParameterKind(typedArrayKind, TYPED_ARRAY_PRIORITY);
 registerTfjsParameterKinds();
 
 export { ExponentialMovingAverage } from './ema';
+export { EmaTrack, EmaTracks, type EmaTracksOptions, type EmaTracksStateDict, type TrackOptions } from './tracks/ema_tracks';
 export type { EmaOptions, LoadOptions, SaveOptions, ToOptions } from './options';
 export type { ProgressListener, TransferProgress } from './checkpoint/checkpoint_format';
 export type { ShardInfo, ShardOptions } from './shard/layout';

@@ -27,6 +27,11 @@ export class ScopeStack {
     this.#sizes = sizes;
   }
 
+  /** How many scopes are open. */
+  get size(): number {
+    return this.#open.length;
+  }
+
   /** Throws when a scope is open: the parameters hold the averaged weights. */
   refuseUpdate(operation: string): void {
     if (this.#open.length > 0) {

@@ -44,6 +44,8 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
       {
           InstanceMethod<&ShadowArena::Update>("update"),
           InstanceMethod<&ShadowArena::UpdateAsync>("updateAsync"),
+          InstanceMethod<&ShadowArena::UpdateTracks>("updateTracks"),
+          InstanceMethod<&ShadowArena::UpdateTracksAsync>("updateTracksAsync"),
           InstanceMethod<&ShadowArena::CopyFrom>("copyFrom"),
           InstanceMethod<&ShadowArena::CopyTo>("copyTo"),
           InstanceMethod<&ShadowArena::CopyFromArena>("copyFromArena"),
@@ -76,6 +78,16 @@ ShadowArena* ShadowArena::Unwrap(Napi::Object object) {
   }
   if (!tagged) ThrowTypeError(env, "a ShadowArena", "this", object);
   return Napi::ObjectWrap<ShadowArena>::Unwrap(object);
+}
+
+ShadowArena* ShadowArena::FromValue(const Napi::Value& value, const std::string& arg) {
+  Napi::Env env = value.Env();
+  bool tagged = false;
+  if (value.IsObject()) {
+    NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, value, &kShadowArenaTag, &tagged), nullptr);
+  }
+  if (!tagged) ThrowTypeError(env, "a ShadowArena", arg, value);
+  return Napi::ObjectWrap<ShadowArena>::Unwrap(value.As<Napi::Object>());
 }
 
 ShadowArena::ShadowArena(const Napi::CallbackInfo& info)
@@ -154,12 +166,19 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::vector<Napi::Value> items = ParamItems(info[0], "params", Usable(env, "updateAsync").tensor_count());
   const UpdateDescription description = ParseUpdateDescription(info[1], "description");
-  const Napi::Value in_place_value = info[2];
-  if (!in_place_value.IsUndefined() && !in_place_value.IsBoolean()) ThrowTypeError(env, "a boolean", "inPlace", in_place_value);
-  const bool in_place = in_place_value.IsBoolean() && in_place_value.As<Napi::Boolean>().Value();
+  const bool in_place = ParseInPlace(info[2]);
   const ArenaLayout& layout = Usable(env, "updateAsync");  // again: the getters ran JS
   ParamList params = ParseParams(env, items, "params", layout);
+  return QueueAsyncUpdate(env, {{info.This().As<Napi::Object>(), this, arena_, description}}, false, items, params, in_place);
+}
 
+bool ShadowArena::ParseInPlace(const Napi::Value& value) {
+  if (!value.IsUndefined() && !value.IsBoolean()) ThrowTypeError(value.Env(), "a boolean", "inPlace", value);
+  return value.IsBoolean() && value.As<Napi::Boolean>().Value();
+}
+
+Napi::Value ShadowArena::QueueAsyncUpdate(Napi::Env env, std::vector<AsyncTarget> targets, bool several,
+                                          const std::vector<Napi::Value>& items, ParamList params, bool in_place) {
   std::vector<Napi::Value> pinned;
   if (in_place) {
     // Read where they are, on the worker thread: only memory nothing can take away meanwhile.
@@ -182,11 +201,10 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
     snapshot_->CopyFromParams(Cpu(), params);
     params = snapshot_->AsParams();
   }
-
-  auto* work = new AsyncUpdate(info.This().As<Napi::Object>(), this, arena_, in_place ? nullptr : snapshot_, std::move(params),
-                               pinned, addon_->pool, Cpu(), description);
+  for (const AsyncTarget& target : targets) target.owner->busy_ = true;
+  auto* work = new AsyncUpdate(env, std::move(targets), several, in_place ? nullptr : snapshot_, std::move(params),
+                               pinned, addon_->pool, Cpu());
   Napi::Promise promise = work->Promise();
-  busy_ = true;
   work->Queue();
   return promise;
 }
@@ -206,12 +224,7 @@ Napi::Value ShadowArena::CopyTo(const Napi::CallbackInfo& info) {
 Napi::Value ShadowArena::CopyFromArena(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const ArenaLayout& layout = Usable(env, "copyFromArena");
-  bool tagged = false;
-  if (info[0].IsObject()) {
-    NAPI_THROW_IF_FAILED(env, napi_check_object_type_tag(env, info[0], &kShadowArenaTag, &tagged), {});
-  }
-  if (!tagged) ThrowTypeError(env, "a ShadowArena", "source", info[0]);
-  ShadowArena* source = Napi::ObjectWrap<ShadowArena>::Unwrap(info[0].As<Napi::Object>());
+  ShadowArena* source = FromValue(info[0], "source");
   if (source == this) return env.Undefined();
   const ArenaLayout& from = source->Usable(env, "copyFromArena");
   if (from.sizes() != layout.sizes()) {

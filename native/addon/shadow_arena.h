@@ -7,10 +7,13 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "../kernels/arena.h"
 #include "../kernels/host_arena.h"
 #include "addon_data.h"
+#include "async_update.h"
 
 namespace model_ema {
 
@@ -20,6 +23,8 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   // Hides ObjectWrap::Unwrap so that every method checks the type tag first: a `this` that is not
   // a ShadowArena (another addon's wrapped object included) is a TypeError, never a wild cast.
   static ShadowArena* Unwrap(Napi::Object object);
+  // `value` as a ShadowArena, after the same check; a TypeError naming `arg` otherwise.
+  static ShadowArena* FromValue(const Napi::Value& value, const std::string& arg);
 
   explicit ShadowArena(const Napi::CallbackInfo& info);
   ~ShadowArena() override;
@@ -30,6 +35,10 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
  private:
   Napi::Value Update(const Napi::CallbackInfo& info);
   Napi::Value UpdateAsync(const Napi::CallbackInfo& info);
+  // EmaTracks (shadow_arena_tracks.cc): this arena and info[2]'s others, one description each
+  // (info[1]), updated from one read of the parameters (Arena::UpdateTogether).
+  Napi::Value UpdateTracks(const Napi::CallbackInfo& info);
+  Napi::Value UpdateTracksAsync(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
   Napi::Value CopyFromArena(const Napi::CallbackInfo& info);
@@ -58,6 +67,15 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   template <typename ReadMore>
   ParamList Params(const Napi::CallbackInfo& info, const char* method, const ReadMore& read_more);
   const ArenaLayout* Layout() const;  // null once disposed
+  // updateTracks' arguments: the descriptions and the other arenas (read in phase 1 of the
+  // parameters), then the arenas checked (phase 2) and returned, this one first.
+  void ReadTracks(const Napi::CallbackInfo& info, std::vector<UpdateDescription>& descriptions,
+                  std::vector<Napi::Object>& others);
+  std::vector<ShadowArena*> TrackArenas(Napi::Env env, const std::vector<Napi::Object>& others, const char* method);
+  static bool ParseInPlace(const Napi::Value& value);
+  // Snapshots the parameters (unless in place), marks the targets busy and queues the work.
+  Napi::Value QueueAsyncUpdate(Napi::Env env, std::vector<AsyncTarget> targets, bool several,
+                               const std::vector<Napi::Value>& items, ParamList params, bool in_place);
   Napi::Array SizesArray(Napi::Env env) const;  // empty once disposed
   CpuContext Cpu() const;
   // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host),

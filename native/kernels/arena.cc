@@ -44,6 +44,56 @@ size_t Arena::Update(const CpuContext& cpu, const ParamList& params, UpdateDescr
   return UpdateShadows(cpu, params, u);
 }
 
+std::vector<size_t> Arena::UpdateTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
+                                          std::vector<UpdateDescription> us) {
+  if (arenas.size() != us.size()) throw std::invalid_argument("UpdateTogether: one description per arena is needed");
+  std::vector<size_t> result(arenas.size(), 0);
+  if (arenas.empty()) return result;
+  const Arena& first = *arenas[0];
+  for (const Arena* a : arenas) {
+    if (a->dtype() != first.dtype() || a->device() != first.device() || a->layout().sizes() != first.layout().sizes()) {
+      throw std::invalid_argument("UpdateTogether: every arena must have the same sizes, dtype and device");
+    }
+  }
+  // One count serves every arena whose policy needs to know before it writes (Update's rules).
+  bool count_needed = false;
+  for (const UpdateDescription& u : us) {
+    count_needed |= u.non_finite == NonFinitePolicy::kSkipUpdate ||
+                    (RuleOf(u) == UpdateRule::kKeep && u.non_finite == NonFinitePolicy::kSkipElement);
+  }
+  const size_t found = count_needed ? CountNonFiniteParams(cpu, first.layout(), params) : 0;
+  std::vector<Arena*> passing;
+  std::vector<UpdateDescription> passing_us;
+  std::vector<size_t> positions;
+  for (size_t i = 0; i < arenas.size(); ++i) {
+    UpdateDescription u = us[i];
+    if (u.non_finite == NonFinitePolicy::kSkipUpdate) {
+      if (found != 0) {
+        result[i] = found;
+        continue;
+      }
+      u.non_finite = NonFinitePolicy::kPropagate;
+    }
+    if (RuleOf(u) == UpdateRule::kKeep) {
+      result[i] = u.non_finite == NonFinitePolicy::kSkipElement ? found : 0;
+      continue;
+    }
+    passing.push_back(arenas[i]);
+    passing_us.push_back(u);
+    positions.push_back(i);
+  }
+  if (passing.empty()) return result;
+  std::vector<size_t> skipped(passing.size(), 0);
+  passing[0]->UpdateShadowsTogether(cpu, params, passing, passing_us, skipped);
+  for (size_t k = 0; k < passing.size(); ++k) result[positions[k]] = skipped[k];
+  return result;
+}
+
+void Arena::UpdateShadowsTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
+                                  const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped) {
+  for (size_t k = 0; k < arenas.size(); ++k) skipped[k] += arenas[k]->UpdateShadows(cpu, params, us[k]);
+}
+
 void Arena::CheckCopySource(const Arena& source) const {
   if (source.layout().sizes() != layout().sizes()) {
     throw std::invalid_argument("Arena::CopyFrom needs a source with the same tensor sizes");

@@ -42,6 +42,12 @@ class Arena {
   // Returns the number of parameter elements that are NaN or infinite, when the policy looks
   // (0 for kPropagate); with kSkipUpdate, a count above 0 means nothing was written.
   size_t Update(const CpuContext& cpu, const ParamList& params, UpdateDescription u);
+  // The tracks of EmaTracks: several arenas of one layout, device and dtype, each with its own
+  // description, updated from one read of the parameters. Returns, per arena, what Update would
+  // have returned for it; the result is the same bytes as one Update per arena. Throws
+  // std::invalid_argument when the arenas differ in layout, dtype or device.
+  static std::vector<size_t> UpdateTogether(const CpuContext& cpu, const ParamList& params,
+                                            const std::vector<Arena*>& arenas, std::vector<UpdateDescription> us);
   // arena = params (rounded to the storage dtype).
   virtual void CopyFromParams(const CpuContext& cpu, const ParamList& params) = 0;
   // params = arena (converted to each parameter's type).
@@ -67,6 +73,11 @@ class Arena {
   // The update proper, returning the parameter elements kSkipElement left out; Update has already
   // dealt with the rule that changes nothing and with kSkipUpdate.
   virtual size_t UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) = 0;
+  // UpdateShadows for several arenas of this one's kind and layout (this one among them), adding
+  // each one's skipped elements to skipped[i]. By default one pass per arena; the host arena fuses
+  // them so that each parameter is read from memory once.
+  virtual void UpdateShadowsTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
+                                     const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped);
   // What CopyFrom promises of its source, checked (std::invalid_argument).
   void CheckCopySource(const Arena& source) const;
 

@@ -52,6 +52,33 @@ size_t HostArena::UpdateShadows(const CpuContext& cpu, const ParamList& params, 
   return skipped.load();
 }
 
+// Each piece goes block by block, and every arena takes its turn at a block while that block of
+// the parameters is still in cache: the parameters come from memory once for all arenas (4 + 8T
+// bytes per float32 element for T float32 arenas, not 12T). Blocks start at multiples of kBlock
+// within a piece, so the elements (and the stochastic rounding's positions) are those of Update.
+void HostArena::UpdateShadowsTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
+                                      const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped) {
+  constexpr size_t kBlock = 4096;  // 16 KiB of float32 parameters: fits L1 beside the shadows' lines
+  const DType sd = dtype();
+  const size_t s_size = DTypeSize(sd);
+  std::vector<HostArena*> hosts;
+  for (Arena* a : arenas) hosts.push_back(static_cast<HostArena*>(a));  // same device as this: host
+  std::vector<std::atomic<size_t>> counts(arenas.size());
+  ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {
+    const ParamBuffer& p = params[t];
+    const size_t p_size = ParamTypeSize(p.type);
+    for (size_t begin = first; begin < first + count; begin += kBlock) {
+      const size_t n = std::min(kBlock, first + count - begin);
+      for (size_t k = 0; k < hosts.size(); ++k) {
+        size_t left_out = cpu.kernels->update(us[k], sd, p.type, At(hosts[k]->tensor(t), begin, s_size),
+                                              At(p.data, begin, p_size), n, t, begin);
+        if (left_out != 0) counts[k].fetch_add(left_out, std::memory_order_relaxed);
+      }
+    }
+  });
+  for (size_t k = 0; k < hosts.size(); ++k) skipped[k] += counts[k].load();
+}
+
 void HostArena::CopyFromParams(const CpuContext& cpu, const ParamList& params) {
   const size_t s_size = DTypeSize(dtype());
   ForEachPiece(cpu, layout(), [&](size_t t, size_t first, size_t count) {

@@ -35,6 +35,8 @@ class HostArena final : public Arena {
 
  protected:
   size_t UpdateShadows(const CpuContext& cpu, const ParamList& params, UpdateDescription u) override;
+  void UpdateShadowsTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
+                             const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped) override;
 
  private:
   struct Free {
