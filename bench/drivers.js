@@ -102,6 +102,34 @@ function modelEmaSetup({ dtype, api, options = {} }) {
   };
 }
 
+// Three horizons over one model, as EmaTracks (one pass) or as three ExponentialMovingAverages.
+const TRACK_DECAYS = [DECAY, 0.99, 0.9999];
+function tracksSetup({ together }) {
+  return (workload) => {
+    const { EmaTracks, ExponentialMovingAverage } = require(path.join(repoRoot, 'dist', 'index.js'));
+    if (typeof EmaTracks !== 'function') return { skip: 'dist/index.js does not export EmaTracks yet' };
+    const params = initialParams(workload);
+    const tracks = together ? new EmaTracks(params, { tracks: Object.fromEntries(TRACK_DECAYS.map((decay, i) => [`t${i}`, { decay }])) }) : null;
+    const emas = together ? [] : TRACK_DECAYS.map((decay) => new ExponentialMovingAverage(params, { decay }));
+    shift(params);
+    let copies = null;
+    return {
+      isAsync: false,
+      threads: loadNative().cpuInfo().threads,
+      model: params,
+      step: together ? () => tracks.update() : () => emas.forEach((e) => e.update()),
+      read: (t) => {
+        if (copies === null) {
+          copies = workload.sizes.map((n) => new Float32Array(n));
+          (together ? tracks.track('t0') : emas[0]).copyTo(copies);
+        }
+        return copies[t];
+      },
+      dispose: () => (together ? tracks.dispose() : emas.forEach((e) => e.dispose())),
+    };
+  };
+}
+
 // Reader threads for the publish drivers: each reads the published weights in a tight loop (a
 // serving worker at full load) until terminated.
 const READER_SOURCE = `
@@ -260,6 +288,10 @@ for (const [suffix, dtype, options] of [
   const what = options.nonFinite ?? 'stochastic rounding';
   add({ id: `model-ema-update-${suffix}`, family: 'model-ema', label: `model-ema update, ${what}`, dtype, cost: 'native', setup: modelEmaSetup({ dtype, api: 'update', options }) });
 }
+// Several horizons (EmaTracks): 3 float32 tracks in one pass (4 + 3 x 8 bytes per parameter) against
+// 3 separate update() calls (3 x 12 bytes); track 0 and EMA 0 have the decay the results are checked at.
+add({ id: 'model-ema-tracks3-f32', family: 'model-ema', label: 'model-ema EmaTracks, 3 tracks', cost: 'native', bytesPerParam: 28, setup: tracksSetup({ together: true }) });
+add({ id: 'model-ema-3x-update-f32', family: 'model-ema', label: 'model-ema 3 x update()', cost: 'native', bytesPerParam: 36, setup: tracksSetup({ together: false }) });
 add({ id: 'model-ema-publish-f32', family: 'model-ema', label: 'model-ema publish', cost: 'native', bytesPerParam: 8, setup: publishSetup({ api: 'publish' }) });
 add({ id: 'model-ema-update-f32-4readers', family: 'model-ema', label: 'model-ema update 4 readers', cost: 'native', setup: publishSetup({ api: 'update', readers: 4 }) });
 // One update thread and one reader: on a 2-core machine no thread waits for a core, so what is left

@@ -90,6 +90,12 @@ export function decayOf(schedule: ParsedSchedule, decay: number, before: Counter
     }
     case 'power-function': {
       const e = schedule.gamma + 1;
+      if (schedule.unit === 'samples') {
+        // t counts samples: (1 - dt / t)^e for the samples this update covers, exact for any dt.
+        const dt = progress.samples!;
+        const t = before.samples + dt;
+        return Math.min(decay ** k, dt === 0 ? 1 : ((t - dt) / t) ** e);
+      }
       // prod_{t=a..b} (1 - 1/t)^e telescopes to ((a - 1) / b)^e.
       return boundedProduct(s0 + 1, s0 + k, decay, (t) => (1 - 1 / t) ** e, (a, b) => ((a - 1) / b) ** e);
     }
@@ -138,8 +144,8 @@ export class ProgressClock {
 
   fix(schedule: ParsedSchedule, progress: unknown, operation: string): UpdateProgress {
     const { steps, samples, seconds, snapshot } = parseProgress(progress, operation);
-    if (schedule.kind === 'half-life' && schedule.unit === 'samples' && samples === undefined) {
-      throw invalidArgument(`${operation}: progress.samples is required on every update by schedule half-life with unit 'samples'`);
+    if ((schedule.kind === 'half-life' || schedule.kind === 'power-function') && schedule.unit === 'samples' && samples === undefined) {
+      throw invalidArgument(`${operation}: progress.samples is required on every update by schedule ${schedule.kind} with unit 'samples'`);
     }
     const now = performance.now();
     const elapsed = Math.max(0, (now - this.#last) / 1000);

@@ -3,7 +3,7 @@
 import { describe, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions } from './errors';
 
 export interface InverseGammaSchedule { kind: 'inverse-gamma'; gamma?: number; power?: number; minDecay?: number; startStep?: number }
-export type PowerFunctionSchedule = { kind: 'power-function'; gamma: number } | { kind: 'power-function'; sigmaRel: number };
+export type PowerFunctionSchedule = ({ kind: 'power-function'; gamma: number } | { kind: 'power-function'; sigmaRel: number }) & { unit?: 'steps' | 'samples' };
 export interface HalfLifeSchedule { kind: 'half-life'; halfLife: number; unit: 'steps' | 'samples' | 'seconds'; rampUp?: number }
 /** options.schedule (SPEC "Decay schedules and training progress"). */
 export type Schedule = 'constant' | 'torch_ema' | InverseGammaSchedule | PowerFunctionSchedule | HalfLifeSchedule;
@@ -13,7 +13,7 @@ export type ParsedSchedule =
   | { kind: 'constant' }
   | { kind: 'torch_ema' }
   | { kind: 'inverse-gamma'; gamma: number; power: number; minDecay: number; startStep: number }
-  | { kind: 'power-function'; gamma: number }
+  | { kind: 'power-function'; gamma: number; unit?: 'samples' } // t counts steps, or samples with unit 'samples'
   | { kind: 'half-life'; halfLife: number; unit: 'steps' | 'samples' | 'seconds'; rampUp: number | null };
 
 /** How much training happened since the last update. */
@@ -83,12 +83,13 @@ export function parseSchedule(value: unknown, name = 'schedule'): ParsedSchedule
       return { kind: 'inverse-gamma', gamma, power, minDecay, startStep };
     }
     case 'power-function': {
-      refuseUnknownKeys(o, ['kind', 'gamma', 'sigmaRel'], o.kind);
+      refuseUnknownKeys(o, ['kind', 'gamma', 'sigmaRel', 'unit'], o.kind);
       if ((o.gamma === undefined) === (o.sigmaRel === undefined)) {
         throw invalidArgument(`Expected exactly one of ${name}.gamma and ${name}.sigmaRel for schedule kind 'power-function' but received ${o.gamma === undefined ? 'neither' : 'both'}`);
       }
-      if (o.sigmaRel !== undefined) return { kind: 'power-function', gamma: sigmaRelToGamma(o.sigmaRel as number) };
-      return { kind: 'power-function', gamma: positive(o.gamma, `${name}.gamma`) };
+      if (o.unit !== undefined && o.unit !== 'steps' && o.unit !== 'samples') throw expectedTypeError("'steps' or 'samples'", `${name}.unit`, o.unit);
+      const gamma = o.sigmaRel !== undefined ? sigmaRelToGamma(o.sigmaRel as number) : positive(o.gamma, `${name}.gamma`);
+      return o.unit === 'samples' ? { kind: 'power-function', gamma, unit: 'samples' } : { kind: 'power-function', gamma };
     }
     case 'half-life': {
       refuseUnknownKeys(o, ['kind', 'halfLife', 'unit', 'rampUp'], o.kind);

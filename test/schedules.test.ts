@@ -229,3 +229,24 @@ test('half-life in steps with rampUp: a huge update covering a long ramp is fast
   expect(1 - whole.stateDict().shadowParams[0][0]).toBeCloseTo(expected, 8);
   expect(parts.stateDict().shadowParams[0][0]).toBeCloseTo(whole.stateDict().shadowParams[0][0], 10);
 });
+
+test("power-function with unit 'samples': t counts samples, (1 - dt/t)^(gamma + 1) per update, samples required", () => {
+  const gamma = sigmaRelToGamma(0.1);
+  const p = new Float64Array([1]);
+  const ema = new ExponentialMovingAverage([p], { decay: 1, dtype: 'float64', schedule: { kind: 'power-function', sigmaRel: 0.1, unit: 'samples' } });
+  expect(ema.schedule).toEqual({ kind: 'power-function', gamma, unit: 'samples' });
+  expect(() => ema.update()).toThrow(/progress.samples is required on every update by schedule power-function with unit 'samples'/);
+  let s = 1;
+  let t = 0;
+  for (const [i, dt] of [64, 64, 128, 32, 0, 256].entries()) {
+    p[0] = Math.cos(i);
+    ema.update(undefined, { samples: dt });
+    t += dt;
+    const d = t === 0 ? 1 : dt === 0 ? 1 : Math.pow(1 - dt / t, gamma + 1);
+    s = s - (1 - d) * (s - p[0]);
+    relClose(ema.stateDict().shadowParams[0][0], s, 1e-12);
+  }
+  expect(ema.samples).toBe(544);
+  expect(() => new ExponentialMovingAverage([p], { decay: 1, schedule: { kind: 'power-function', gamma: 7, unit: 'seconds' } as never })).toThrow(/schedule.unit/);
+  ema.dispose();
+});

@@ -27,7 +27,13 @@ void ShadowArena::ReadTracks(const Napi::CallbackInfo& info, std::vector<UpdateD
   Napi::Array items = info[1].As<Napi::Array>();
   for (uint32_t i = 0; i <= count; ++i) {
     std::string arg = "descriptions[" + std::to_string(i) + "]";
-    descriptions.push_back(ParseUpdateDescription(items.Get(i), arg.c_str()));
+    try {
+      descriptions.push_back(ParseUpdateDescription(items.Get(i), arg.c_str()));
+    } catch (Napi::Error& e) {
+      // Its fields' errors name the field alone ("for decay"): say which description.
+      e.Value().Set("message", arg + ": " + e.Message());
+      throw;
+    }
   }
 }
 
