@@ -2,11 +2,10 @@
 // opens checkpoints (regular files only, never blocking on a FIFO, size fixed by fstat), and every
 // read is bounded by that size and MAX_HEADER_BYTES before anything is allocated.
 import type { FileHandle } from 'node:fs/promises';
-import { SAFETENSORS_BYTES } from '../dtypes';
 import { codedError } from '../errors';
 import { namingPathOnError, openRegularFile } from '../checkpoint/checkpoint_file';
 import { MAX_HEADER_BYTES, parseHeader, type HeaderEntry } from '../checkpoint/safetensors_decode';
-import { SAFETENSORS_CODE } from '../dtypes';
+import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from '../dtypes';
 import { parseSnapshotMetadata, type SnapshotMetadata } from './snapshot_format';
 
 /** A snapshot's validated header: its metadata, and where each tensor's bytes are in the file. */
@@ -17,6 +16,8 @@ export interface SnapshotHeader extends SnapshotMetadata {
   dataStart: number;
   /** The file's size when it was read. */
   size: number;
+  /** The header's JSON bytes as read: synthesis compares them to tell that a file has not changed. */
+  headerBytes: Uint8Array;
 }
 
 function invalid(what: string): never {
@@ -34,8 +35,11 @@ export async function readAt(file: FileHandle, buffer: Uint8Array, length: numbe
   return buffer.subarray(0, length);
 }
 
-/** Validates the header of an open snapshot file of `size` bytes. Errors do not name the file (the caller does). */
-export async function readSnapshotHeaderFrom(file: FileHandle, size: number): Promise<SnapshotHeader> {
+/**
+ * The header JSON bytes of an open file of `size` bytes, after bounded checks of the length field.
+ * Errors do not name the file (the caller does).
+ */
+export async function readHeaderBytes(file: FileHandle, size: number): Promise<Uint8Array> {
   if (size < 8) invalid(`the file is truncated: it has ${size} bytes, fewer than the 8-byte header length field of a safetensors file`);
   const prefix = await readAt(file, new Uint8Array(8), 8, 0);
   const headerLength = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
@@ -45,8 +49,13 @@ export async function readSnapshotHeaderFrom(file: FileHandle, size: number): Pr
   if (headerLength > BigInt(size - 8)) {
     invalid(`the file is truncated: its header length field says ${headerLength} bytes but only ${size - 8} bytes follow it`);
   }
-  const dataStart = 8 + Number(headerLength);
-  const headerBytes = await readAt(file, new Uint8Array(Number(headerLength)), Number(headerLength), 8);
+  return readAt(file, new Uint8Array(Number(headerLength)), Number(headerLength), 8);
+}
+
+/** Validates the header of an open snapshot file of `size` bytes. Errors do not name the file (the caller does). */
+export async function readSnapshotHeaderFrom(file: FileHandle, size: number): Promise<SnapshotHeader> {
+  const headerBytes = await readHeaderBytes(file, size);
+  const dataStart = 8 + headerBytes.length;
   const claimed = claimedDataLength(headerBytes);
   if (claimed !== undefined && claimed > size - dataStart) {
     invalid(`the file is truncated: its header describes ${claimed} bytes of tensor data but only ${size - dataStart} bytes follow the header`);
@@ -56,7 +65,7 @@ export async function readSnapshotHeaderFrom(file: FileHandle, size: number): Pr
   const code = SAFETENSORS_CODE[parsed.dtype];
   const odd = entries.find((e) => e.dtype !== code);
   if (odd !== undefined) invalid(`not a post-hoc EMA snapshot: tensor ${JSON.stringify(odd.name)} is ${odd.dtype}, but the metadata says every tensor is ${parsed.dtype} (${code})`);
-  return { ...parsed, entries, dataStart, size };
+  return { ...parsed, entries, dataStart, size, headerBytes };
 }
 
 /** Opens `path` safely and reads its header; errors name the path ("Cannot read '<path>': ..."). */
