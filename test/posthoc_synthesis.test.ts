@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { ExponentialMovingAverage } from '../src';
 import { readSafetensorsFile } from '../src/checkpoint/safetensors';
 import { ERROR_CODES } from '../src/errors';
@@ -15,6 +16,7 @@ import { weightedSum } from '../src/posthoc/weighted_sum';
 import { scanSnapshotFolder } from '../src/posthoc/snapshot_files';
 import { sigmaRelToGamma } from '../src/schedule_options';
 import { fillRandom, random, roundTo, ulp } from './reference';
+import { quietBackend } from './tfjs_helpers';
 
 let dir: string;
 beforeEach(() => {
@@ -427,5 +429,23 @@ describe('synthesizeInto', () => {
     parsed.tensors.forEach((t, i) => expect(Buffer.from(t.bytes).equals(Buffer.from(result.values[i].buffer))).toBe(true));
     expect({ ...parsed.metadata }).toMatchObject({ format: 'model-ema/phema-synthesized', sigma_rel: '0.15', t: '30', unit: 'steps', snapshots: '6' });
     expect(fs.readdirSync(path.dirname(out))).toEqual(['synthesized.safetensors']);
+  });
+});
+
+describe('synthesizeInto tfjs variables', () => {
+  test('tf.variable targets (named after the variables) receive the synthesized values', async () => {
+    await quietBackend('cpu');
+    let seed = 5;
+    for (const t of [10, 20]) for (const track of [0, 1]) await writeSnapshot(t, track, ['dense/kernel', 'dense/bias'], [fillRandom(new Float32Array(6), seed++), fillRandom(new Float32Array(3), seed++)]);
+    const kernel = tf.variable(tf.zeros([2, 3]), true, 'dense/kernel');
+    const bias = tf.variable(tf.zeros([3]), true, 'dense/bias');
+    try {
+      const result = await synthesizeInto(dir, { sigmaRel: 0.09 }, [kernel, bias]);
+      expect(Array.from(kernel.dataSync())).toEqual(Array.from(result.values[0]));
+      expect(Array.from(bias.dataSync())).toEqual(Array.from(result.values[1]));
+    } finally {
+      kernel.dispose();
+      bias.dispose();
+    }
   });
 });
