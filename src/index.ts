@@ -23,6 +23,7 @@ registerTfjsParameterKinds();
 
 export { ExponentialMovingAverage } from './ema';
 export { EmaTrack, EmaTracks, type EmaTracksOptions, type EmaTracksStateDict, type TrackOptions } from './tracks/ema_tracks';
+export { listPostHocSnapshots, PostHocEma, profileInnerProduct, solvePhemaCoefficients, synthesize, synthesizeInto, type PhemaCoefficients, type PostHocEmaOptions, type PostHocSnapshot, type ProfilePoint, type SnapshotDType, type SynthesisOptions, type SynthesisResult, type SynthesisTarget } from './posthoc';
 export type { EmaOptions, LoadOptions, SaveOptions, ToOptions } from './options';
 export type { ProgressListener, TransferProgress } from './checkpoint/checkpoint_format';
 export type { ShardInfo, ShardOptions } from './shard/layout';

@@ -3,3 +3,4 @@ export { MAX_CONDITION, profileInnerProduct, solvePhemaCoefficients, type PhemaC
 export { listPostHocSnapshots, writePostHocSnapshot, type PostHocSnapshot, type PostHocSnapshotInput } from './snapshot_files';
 export { snapshotFileName, SNAPSHOT_FORMAT, type SnapshotDType, type SnapshotUnit } from './snapshot_format';
 export { synthesize, synthesizeInto, type SynthesisOptions, type SynthesisResult, type SynthesisTarget } from './synthesize';
+export { PostHocEma, type PostHocEmaOptions } from './post_hoc_ema';
