@@ -135,6 +135,21 @@ describe('README snippets compile and run (Node 20, CommonJS)', () => {
     expect(fs.readdirSync(path.join(cwd, 'checkpoint')).sort()).toEqual(['ema.safetensors', 'model.json', 'weights.bin']);
   });
 
+  test('post_hoc.js: trains with two sigmaRels, synthesizes three others from the snapshots; the averages beat the raw weights', () => {
+    const { stdout } = runSnippet(path.join(snippets, 'post_hoc.js'));
+    const rows = [...stdout.matchAll(/^ {2}(.+?) +(\d+\.\d{4})$/gm)].map((m) => ({ what: m[1], loss: Number(m[2]) }));
+    expect(rows.map((r) => r.what.replace(/ from \d+ snapshots/, ''))).toEqual([
+      'raw weights',
+      'sigmaRel 0.02 (synthesized)',
+      'sigmaRel 0.05 (tracked)',
+      'sigmaRel 0.1 (tracked)',
+      'sigmaRel 0.15 (synthesized)',
+      'sigmaRel 0.25 (synthesized)',
+    ]);
+    expect(rows[1].what).toMatch(/from 96 snapshots/); // 6 epochs of 128 batches, every 16 steps, 2 tracks
+    for (const r of rows.slice(1)) expect(r.loss).toBeLessThan(rows[0].loss);
+  });
+
   test('gpu.js: picks CUDA where usable, else the CPU, and says why; the update is the same either way', () => {
     const { stdout } = runSnippet(path.join(snippets, 'gpu.js'));
     const cuda = backends().find((b) => b.name === 'cuda');
