@@ -72,7 +72,7 @@ describe('child processes against dist/', () => {
     }
   });
 
-  test.each(['drop', 'dispose'])('RSS stays flat over 2000 cycles of create/update/store then %s, with 1 MiB arenas', (mode) => {
+  test.each(['drop', 'dispose', 'tracks-drop', 'tracks-dispose'])('RSS stays flat over 2000 cycles of create/update/store then %s, with 1 MiB arenas', (mode) => {
     const result = runNode(['--expose-gc', helper('memory_check.js'), mode, '2000']);
     expect(result.cycles).toBe(2000);
     // A leak of the arenas would be 2 MiB per cycle, about 3 GiB over the measured 1500 cycles.

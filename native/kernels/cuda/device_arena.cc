@@ -112,6 +112,28 @@ class DeviceArena final : public Arena {
     return counts ? ReadCounter(skipped, "skipped elements") : 0;
   }
 
+  // EmaTracks: each chunk of the parameters is uploaded once, and every arena's kernels run over it
+  // (on the chunk's stream, so the staging buffer is reused only after all of them).
+  void UpdateShadowsTogether(const CpuContext& host, const ParamList& params, const std::vector<Arena*>& arenas,
+                             const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped) override {
+    if (ChooseStagingBytes(layout(), params) == 0) return;
+    DeviceGuard guard(device());
+    std::vector<void*> blocks;
+    std::vector<unsigned long long*> counters;
+    for (size_t k = 0; k < arenas.size(); ++k) {
+      const auto* arena = static_cast<const DeviceArena*>(arenas[k]);  // UpdateTogether checked: same device
+      blocks.push_back(arena->block_.get());
+      counters.push_back(us[k].non_finite == NonFinitePolicy::kSkipElement ? arena->ZeroedCounter() : nullptr);
+    }
+    StageBlocks(host, params, StagingDirection::kToArena, blocks,
+                [&](cudaStream_t stream, ParamType type, size_t k, const std::vector<Span>& spans) {
+                  LaunchUpdate(stream, us[k], dtype(), type, spans, counters[k]);
+                });
+    for (size_t k = 0; k < arenas.size(); ++k) {
+      if (counters[k] != nullptr) skipped[k] += ReadCounter(counters[k], "skipped elements");
+    }
+  }
+
  private:
   using SpanKernels = std::function<void(cudaStream_t, ParamType, const std::vector<Span>&)>;
 
@@ -148,6 +170,15 @@ class DeviceArena final : public Arena {
 
   // Runs `kernels` over every staged chunk, once per parameter type present in the chunk.
   void Stage(const CpuContext& host, const ParamList& params, StagingDirection direction, const SpanKernels& kernels) const {
+    StageBlocks(host, params, direction, {block_.get()},
+                [&](cudaStream_t stream, ParamType type, size_t, const std::vector<Span>& spans) { kernels(stream, type, spans); });
+  }
+
+  // Stage() for several blocks of this layout (EmaTracks' arenas): each chunk staged once, then
+  // kernels(stream, type, k, spans) for each block k, spans pointing into that block.
+  using BlockKernels = std::function<void(cudaStream_t, ParamType, size_t, const std::vector<Span>&)>;
+  void StageBlocks(const CpuContext& host, const ParamList& params, StagingDirection direction,
+                   const std::vector<void*>& blocks, const BlockKernels& kernels) const {
     const size_t capacity = ChooseStagingBytes(layout(), params);
     if (capacity == 0) return;
     DeviceGuard guard(device());
@@ -155,8 +186,10 @@ class DeviceArena final : public Arena {
     const StagingPlan plan = PlanStaging(layout(), params, capacity);
     auto chunk_kernels = [&](cudaStream_t stream, const StagedChunk& chunk, void* staging) {
       for (ParamType type : {ParamType::kFloat32, ParamType::kFloat64}) {
-        std::vector<Span> spans = ChunkSpans(plan, chunk, layout(), block_.get(), staging, params, type, direction);
-        if (!spans.empty()) kernels(stream, type, spans);
+        for (size_t k = 0; k < blocks.size(); ++k) {
+          std::vector<Span> spans = ChunkSpans(plan, chunk, layout(), blocks[k], staging, params, type, direction);
+          if (!spans.empty()) kernels(stream, type, k, spans);
+        }
       }
     };
     if (direction == StagingDirection::kToArena) {
