@@ -96,6 +96,14 @@ describe('writePostHocSnapshot', () => {
     },
   );
 
+  test.each(['float16', 'float32'] as const)('%s: the values are taken when called; changing them during the write changes nothing in the file', async (dtype) => {
+    const values = new Float32Array(4097).fill(1.5);
+    const writing = writePostHocSnapshot(dir, snapshot(5, 0, { names: ['x'], shapes: undefined, values: [values], dtype }));
+    values.fill(-3);
+    const [tensor] = (await readSafetensorsFile(await writing)).tensors;
+    expect(decode(tensor.bytes, dtype).every((v) => v === 1.5)).toBe(true);
+  });
+
   test('refuses bad input with an error naming the argument and value, and writes nothing', async () => {
     const cases: [Partial<PostHocSnapshotInput> | Record<string, unknown>, RegExp][] = [
       [{ gama: 1 } as Record<string, unknown>, /Unknown option 'gama' in the snapshot \(did you mean 'gamma'\?\)/],
