@@ -234,7 +234,7 @@ describe('listPostHocSnapshots', () => {
     expect(error.code).toBe(ERROR_CODES.INVALID_CHECKPOINT);
   });
 
-  test('a FIFO, a directory and a symbolic link loop under a snapshot name are errors, not hangs', async () => {
+  test('a FIFO, a directory, a symbolic link loop and a device under a snapshot name are errors, not hangs', async () => {
     await writeRun([10]);
     mkfifoIn('phema-000000000000020-00.safetensors');
     expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': it is a FIFO \(named pipe\), not a regular file/);
@@ -244,6 +244,9 @@ describe('listPostHocSnapshots', () => {
     fs.rmdirSync(file(20, 0));
     fs.symlinkSync(file(20, 0), file(20, 0));
     expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': ELOOP/);
+    fs.unlinkSync(file(20, 0));
+    fs.symlinkSync('/dev/zero', file(20, 0)); // endless bytes if it were read
+    expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': it is a character device, not a regular file/);
   });
 });
 
