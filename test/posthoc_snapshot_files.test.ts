@@ -96,6 +96,14 @@ describe('writePostHocSnapshot', () => {
     },
   );
 
+  test.each(['float16', 'float32'] as const)('%s: the values are taken when called; changing them during the write changes nothing in the file', async (dtype) => {
+    const values = new Float32Array(4097).fill(1.5);
+    const writing = writePostHocSnapshot(dir, snapshot(5, 0, { names: ['x'], shapes: undefined, values: [values], dtype }));
+    values.fill(-3);
+    const [tensor] = (await readSafetensorsFile(await writing)).tensors;
+    expect(decode(tensor.bytes, dtype).every((v) => v === 1.5)).toBe(true);
+  });
+
   test('refuses bad input with an error naming the argument and value, and writes nothing', async () => {
     const cases: [Partial<PostHocSnapshotInput> | Record<string, unknown>, RegExp][] = [
       [{ gama: 1 } as Record<string, unknown>, /Unknown option 'gama' in the snapshot \(did you mean 'gamma'\?\)/],
@@ -226,7 +234,7 @@ describe('listPostHocSnapshots', () => {
     expect(error.code).toBe(ERROR_CODES.INVALID_CHECKPOINT);
   });
 
-  test('a FIFO, a directory and a symbolic link loop under a snapshot name are errors, not hangs', async () => {
+  test('a FIFO, a directory, a symbolic link loop and a device under a snapshot name are errors, not hangs', async () => {
     await writeRun([10]);
     mkfifoIn('phema-000000000000020-00.safetensors');
     expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': it is a FIFO \(named pipe\), not a regular file/);
@@ -236,6 +244,9 @@ describe('listPostHocSnapshots', () => {
     fs.rmdirSync(file(20, 0));
     fs.symlinkSync(file(20, 0), file(20, 0));
     expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': ELOOP/);
+    fs.unlinkSync(file(20, 0));
+    fs.symlinkSync('/dev/zero', file(20, 0)); // endless bytes if it were read
+    expect((await listingError()).message).toMatch(/phema-000000000000020-00\.safetensors': it is a character device, not a regular file/);
   });
 });
 

@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { codedError } from '../errors';
 import { namingPathOnError, openRegularFile } from '../checkpoint/checkpoint_file';
 import { MAX_HEADER_BYTES, parseHeader, type HeaderEntry } from '../checkpoint/safetensors_decode';
-import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from '../dtypes';
+import { SAFETENSORS_CODE } from '../dtypes';
 import { parseSnapshotMetadata, type SnapshotMetadata } from './snapshot_format';
 
 /** A snapshot's validated header: its metadata, and where each tensor's bytes are in the file. */
@@ -93,9 +93,4 @@ function claimedDataLength(headerBytes: Uint8Array): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Bytes per element of a snapshot tensor's dtype. */
-export function bytesPerElement(entry: HeaderEntry): number {
-  return SAFETENSORS_BYTES[entry.dtype];
 }

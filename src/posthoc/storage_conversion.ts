@@ -10,13 +10,11 @@ import { newShadowArena } from '../native';
 import type { SnapshotDType } from './snapshot_format';
 
 /**
- * Encodes `values` (one Float32Array per tensor) in `dtype`; `bytesOf(i)` gives tensor i's raw
- * little-endian bytes (a fresh copy). Call dispose() when done.
+ * Encodes `values` (one Float32Array per tensor) in `dtype`, copying them now (float32 too), so
+ * that changing the arrays while the file is being written changes nothing in it; `bytesOf(i)`
+ * gives tensor i's raw little-endian bytes (a fresh copy). Call dispose() when done.
  */
 export function encodeTensors(values: readonly Float32Array[], dtype: SnapshotDType): { bytesOf(i: number): Uint8Array; dispose(): void } {
-  if (dtype === 'float32') {
-    return { bytesOf: (i) => new Uint8Array(values[i].buffer, values[i].byteOffset, values[i].byteLength), dispose: () => undefined };
-  }
   const arena = newShadowArena(dtype, values.map((v) => v.length), null);
   try {
     arena.update(values, { decay: 0 });

@@ -2,7 +2,6 @@
 // snapshots of two or more power-function tracks in a folder. The coefficients come from
 // profile.ts; the weighted sum streams the files (weighted_sum.ts). synthesizeInto() writes the
 // result into an EMA's shadows, into parameters, or into a safetensors file.
-import * as path from 'node:path';
 import { writeSafetensorsFile } from '../checkpoint/safetensors';
 import { parameterKeys } from '../checkpoint/checkpoint_format';
 import { ExponentialMovingAverage } from '../ema';
@@ -30,7 +29,8 @@ export interface SynthesisResult {
   coefficients: Float64Array;
   /** The snapshots used: every one with t <= at, sorted by (t, track). */
   snapshots: PostHocSnapshot[];
-  /** The target's gamma, time, and the system's condition number estimate. */
+  /** The target: its sigmaRel and gamma, its time; and the system's condition number estimate. */
+  sigmaRel: number;
   gamma: number;
   at: number;
   condition: number;
@@ -68,6 +68,7 @@ function checkAt(at: number, times: readonly number[], operation: string): void 
 }
 
 interface Plan {
+  sigmaRel: number;
   used: ScannedSnapshot[];
   coefficients: Float64Array;
   gamma: number;
@@ -77,7 +78,7 @@ interface Plan {
 
 // Everything but reading tensors: the folder listed and checked, the coefficients solved.
 async function plan(dir: string, options: unknown, operation: string): Promise<Plan> {
-  const { gamma, at: requested } = parseOptions(options, operation);
+  const { sigmaRel, gamma, at: requested } = parseOptions(options, operation);
   const all = await scanSnapshotFolder(dir);
   if (all.length === 0) throw codedError('INVALID_CHECKPOINT', `${operation}: no post-hoc EMA snapshots (phema-*.safetensors) in '${dir}'`);
   const times = [...new Set(all.map((s) => s.t))];
@@ -85,10 +86,10 @@ async function plan(dir: string, options: unknown, operation: string): Promise<P
   checkAt(at, times, operation);
   const used = all.filter((s) => s.t <= at);
   const { coefficients, condition } = solvePhemaCoefficients(used.map(({ t, gamma: g }) => ({ t, gamma: g })), { t: at, gamma });
-  return { used, coefficients, gamma, at, condition };
+  return { sigmaRel, used, coefficients, gamma, at, condition };
 }
 
-async function execute({ used, coefficients, gamma, at, condition }: Plan): Promise<SynthesisResult> {
+async function execute({ sigmaRel, used, coefficients, gamma, at, condition }: Plan): Promise<SynthesisResult> {
   const values = await weightedSum(used, coefficients);
   return {
     names: [...used[0].names],
@@ -96,6 +97,7 @@ async function execute({ used, coefficients, gamma, at, condition }: Plan): Prom
     values,
     coefficients,
     snapshots: used.map(({ header: _header, ...snapshot }) => snapshot),
+    sigmaRel,
     gamma,
     at,
     condition,
@@ -129,12 +131,11 @@ export async function synthesizeInto(dir: string, options: SynthesisOptions, tar
     const result = await execute(await plan(dir, options, operation));
     await writeSafetensorsFile(target, result.names.map((name, i) => ({ name, dtype: 'F32', shape: result.shapes[i], bytes: () => result.values[i] })), {
       format: 'model-ema/phema-synthesized',
-      sigma_rel: String((options as SynthesisOptions).sigmaRel),
+      sigma_rel: String(result.sigmaRel),
       gamma: String(result.gamma),
       t: String(result.at),
       unit: result.snapshots[0].unit,
       snapshots: String(result.snapshots.length),
-      source: path.resolve(dir),
     });
     return result;
   }
