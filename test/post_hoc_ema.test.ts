@@ -86,6 +86,8 @@ test('a restart resumes: save(), new PostHocEma, load(); the snapshots equal an 
       await resumed.save();
       resumed.dispose();
       resumed = new PostHocEma(b.params, options(path.join(root, 'resumed')));
+      // Starting over would write another run's averages over the snapshot times: refused until load().
+      expect(() => resumed.update()).toThrow(/holds 6 snapshot files of an earlier run; await load\(\) to resume/);
       await resumed.load();
       expect(resumed.t).toBe(35);
     }

@@ -4,6 +4,7 @@
 // sigmaRel (snapshot_files.ts, profile.ts, synthesize.ts). A snapshot is copied from the shadows
 // when it falls due (inside update()) and written in the background, in order; a failed write is
 // reported by the next update(), flush() or save().
+import { readdirSync } from 'node:fs';
 import { parameterKeys } from '../checkpoint/checkpoint_format';
 import { codedError, expectedRangeError, expectedTypeError, invalidArgument, isNonNegativeInteger, refuseUnknownOptions, describe } from '../errors';
 import type { EmaOptions, LoadOptions, SaveOptions } from '../options';
@@ -12,7 +13,7 @@ import { sigmaRelToGamma, type AsyncProgress, type Progress } from '../schedule_
 import { EmaTracks, type EmaTrack } from '../tracks/ema_tracks';
 import { prepareFolder } from '../tracks/tracks_checkpoint';
 import { listPostHocSnapshots, writePostHocSnapshot, type PostHocSnapshot } from './snapshot_files';
-import type { SnapshotDType, SnapshotUnit } from './snapshot_format';
+import { isSnapshotCandidate, type SnapshotDType, type SnapshotUnit } from './snapshot_format';
 import { synthesize, synthesizeInto } from './synthesize';
 
 export interface PostHocEmaOptions extends Pick<EmaOptions, 'dtype' | 'device' | 'nonFinite' | 'rounding' | 'seed'> {
@@ -65,6 +66,15 @@ function parseOptions(options: unknown): ParsedPostHocOptions {
   return { sigmaRels, unit: units[0], every: n, dir: o.dir, snapshotDType, shared };
 }
 
+function countSnapshotFiles(dir: string): number {
+  try {
+    return readdirSync(dir).filter(isSnapshotCandidate).length;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw codedError('INVALID_ARGUMENT', `Cannot use '${dir}' as the snapshot folder: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 /** The name of the track of `sigmaRel` (track(sigmaRel) finds it). */
 function trackName(sigmaRel: number): string {
   return `sigmaRel=${sigmaRel}`;
@@ -80,6 +90,9 @@ export class PostHocEma implements Disposable {
   readonly #options: ParsedPostHocOptions;
   #writes: Promise<void> = Promise.resolve();
   #writeError: unknown = null;
+  // Snapshot files an earlier run left in dir: a fresh start would write over their times with
+  // another run's averages, so the first update refuses until load() resumed the tracks.
+  #earlierSnapshots: number;
 
   /**
    * @param parameters as for ExponentialMovingAverage (read once; held weakly).
@@ -93,6 +106,7 @@ export class PostHocEma implements Disposable {
       sigmaRels.map((sigmaRel) => [trackName(sigmaRel), { decay: 1, schedule: { kind: 'power-function' as const, sigmaRel, unit } }]),
     );
     this.#tracks = new EmaTracks(parameters, { tracks, ...shared });
+    this.#earlierSnapshots = countSnapshotFiles(this.#options.dir);
   }
 
   get sigmaRels(): readonly number[] { return this.#options.sigmaRels; }
@@ -113,6 +127,7 @@ export class PostHocEma implements Disposable {
   /** Every track's update in one pass; then the snapshots, when progress passed a multiple of snapshotEvery. */
   update(parameters?: Iterable<Parameter>, progress?: Progress): void {
     this.#throwWriteError();
+    this.#refuseFreshStart('update()');
     const before = this.#progress();
     this.#tracks.update(parameters, progress);
     this.#snapshotIfDue(before);
@@ -121,6 +136,7 @@ export class PostHocEma implements Disposable {
   /** update() off the JS thread (see EmaTracks.updateAsync()). */
   async updateAsync(parameters?: Iterable<Parameter>, progress?: AsyncProgress): Promise<void> {
     this.#throwWriteError();
+    this.#refuseFreshStart('updateAsync()');
     const before = this.#progress();
     await this.#tracks.updateAsync(parameters, progress);
     this.#snapshotIfDue(before);
@@ -154,8 +170,9 @@ export class PostHocEma implements Disposable {
   }
 
   /** Resumes the tracks from save() (default: the snapshot folder). Later snapshots continue the same series. */
-  load(dir = this.#options.dir, options?: LoadOptions): Promise<void> {
-    return this.#tracks.load(dir, options);
+  async load(dir = this.#options.dir, options?: LoadOptions): Promise<void> {
+    await this.#tracks.load(dir, options);
+    this.#earlierSnapshots = 0;
   }
 
   /** Frees the native memory; snapshot writes already started still finish (await flush() first to see them). */
@@ -165,6 +182,15 @@ export class PostHocEma implements Disposable {
 
   [Symbol.dispose](): void {
     this.dispose();
+  }
+
+  #refuseFreshStart(operation: string): void {
+    if (this.#earlierSnapshots === 0 || this.#progress() > 0) return;
+    throw codedError(
+      'INVALID_ARGUMENT',
+      `${operation}: '${this.#options.dir}' holds ${this.#earlierSnapshots} snapshot files of an earlier run; ` +
+        'await load() to resume it (save() keeps the tracks there), or use an empty folder',
+    );
   }
 
   #progress(): number {
