@@ -39,3 +39,15 @@ test('update() and updateAsync() refuse a misspelt progress key and change nothi
   expect(ema.step).toBe(1);
   ema.dispose();
 });
+
+test('createEmaCallback() refuses a misspelt option (updateEvery as update_every, say)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tf = require('@tensorflow/tfjs') as typeof import('@tensorflow/tfjs');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createEmaCallback } = require('../src/tfjs') as typeof import('../src/tfjs');
+  const ema = new ExponentialMovingAverage(params(), { decay: 0.9 });
+  expectError(() => createEmaCallback(ema, { tf, update_every: 4 } as never), { name: 'TypeError', message: [/Unknown option 'update_every' in options/] });
+  expectError(() => createEmaCallback(ema, { tf, validationfreq: 2 } as never), { name: 'TypeError', message: [/did you mean 'validationFreq'/] });
+  expect(createEmaCallback(ema, { tf, updateEvery: 2, startStep: 1, validationFreq: 1, validationBatches: 1, validationBatchSize: 8 })).toBeDefined();
+  ema.dispose();
+});

@@ -5,7 +5,7 @@
 // its own tf.Callback class, so the callback's class must extend the Callback of the very tfjs copy
 // the model comes from: it is built on demand from the `tf` module given (or found), once per module.
 import type { ExponentialMovingAverage } from '../ema';
-import { describe, expectedRangeError, expectedTypeError, invalidArgument } from '../errors';
+import { describe, expectedRangeError, expectedTypeError, invalidArgument, refuseUnknownOptions } from '../errors';
 import { isTfjsModule, loadTfjs, TfjsModule } from './module';
 
 /**
@@ -249,6 +249,8 @@ function emaCallbackClass(tf: TfjsModule): EmaCallbackClass {
  * Pass `tf` (the module the model was built with) so that the callback extends that module's
  * tf.Callback; without it, tfjs-node, tfjs-node-gpu or tfjs is loaded, whichever is installed first.
  */
+const CALLBACK_OPTION_KEYS = ['tf', 'updateEvery', 'startStep', 'validationData', 'validationBatchSize', 'validationBatches', 'validationFreq'] as const satisfies readonly (keyof EmaCallbackOptions)[];
+
 export function createEmaCallback<TF extends TfjsModule>(
   ema: ExponentialMovingAverage,
   options: EmaCallbackOptions & { tf: TF },
@@ -259,6 +261,7 @@ export function createEmaCallback(ema: ExponentialMovingAverage, options: EmaCal
     throw expectedTypeError('an ExponentialMovingAverage', 'ema', ema);
   }
   if (typeof options !== 'object' || options === null) throw expectedTypeError('an options object', 'options', options);
+  refuseUnknownOptions(options, CALLBACK_OPTION_KEYS, 'options');
   if (options.tf !== undefined && !isTfjsModule(options.tf)) {
     throw expectedTypeError('a TensorFlow.js module (with Callback)', 'tf', options.tf);
   }
