@@ -8,9 +8,9 @@ import * as path from 'node:path';
 const helper = path.join(__dirname, 'helpers', 'worker_termination.js');
 
 // The operations the helper knows, each looped on a large arena (about 2M elements) by the worker.
-const OPERATIONS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync', 'saveLoad'];
+const OPERATIONS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync', 'saveLoad', 'updateTracks', 'updateTracksAsync'];
 // Those that read a JS array, so that a getter can leave from inside the call.
-const READS_ARRAYS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync'];
+const READS_ARRAYS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync', 'updateTracks', 'updateTracksAsync'];
 
 interface Run {
   code: number | null;

@@ -23,7 +23,7 @@ const LARGE = [2 << 20, 4099, 7, 1, ...Array.from({ length: 2048 }, (_, i) => 16
 // Many small tensors: the constructor then spends its time in Node-API calls (reading sizes).
 const MANY = Array.from({ length: 4096 }, (_, i) => 256 + (i % 3));
 
-const OPERATIONS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync', 'saveLoad', 'cast'];
+const OPERATIONS = ['constructor', 'update', 'copyTo', 'storeRestore', 'updateAsync', 'saveLoad', 'cast', 'updateTracks', 'updateTracksAsync'];
 
 function params(sizes) {
   return sizes.map((n, i) => new Float32Array(n).fill(i + 0.5));
@@ -57,6 +57,13 @@ const steps = {
   },
   cast(ctx) {
     ctx.arena.cast('bfloat16').dispose();
+  },
+  // EmaTracks: two arenas from one read of the parameters.
+  updateTracks(ctx) {
+    ctx.arena.updateTracks(ctx.params, [{ decay: 0.9 }, { decay: 0.99 }], [ctx.backup]);
+  },
+  updateTracksAsync(ctx) {
+    return ctx.arena.updateTracksAsync(ctx.params, [{ decay: 0.9 }, { decay: 0.99 }], [ctx.backup]);
   },
 };
 
