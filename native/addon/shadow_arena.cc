@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "async_update.h"
+#include "snapshot_copy.h"
 
 namespace model_ema {
 
@@ -179,7 +180,7 @@ Napi::Value ShadowArena::UpdateAsync(const Napi::CallbackInfo& info) {
       reported_bytes_ += delta;
       Napi::MemoryManagement::AdjustExternalMemory(env, delta);
     }
-    snapshot_->CopyFromParams(Cpu(), params);
+    SnapshotParams(Cpu(), params, *snapshot_);
     params = snapshot_->AsParams();
   }
 
