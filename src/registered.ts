@@ -32,11 +32,6 @@ export class RegisteredParameters {
     return this.#records.map((r) => r.shape ?? null);
   }
 
-  /** The registered value at `index` if it is still alive (no checks: deref() does those). */
-  live(index: number): object | undefined {
-    return this.#records[index].ref.deref();
-  }
-
   name(index: number): string | undefined {
     return this.#records[index].name;
   }

@@ -53,14 +53,12 @@ function sameEntries(a: readonly ParameterEntry[], b: readonly ParameterEntry[])
   return true;
 }
 
-// The registered parameters: the memo holds while every one is still the object it resolved.
+// The registered parameters. A memo still there holds their values, so none of them can have been
+// collected meanwhile, and the registered list never changes: only their usability and sizes are
+// asked again (not a WeakRef.deref() per parameter, which costs a hash-set insertion each).
 function resolveRegistered(registered: RegisteredParameters, sizes: readonly number[], operation: string, memos: Memos): ResolvedParameters {
   const memo = current(memos.registered);
-  if (memo !== undefined) {
-    let same = true;
-    for (let i = 0; same && i < memo.entries.length; i++) same = registered.live(i) === memo.entries[i].value;
-    if (same && memo.resolved.stillValid()) return memo.resolved;
-  }
+  if (memo !== undefined && memo.resolved.stillValid()) return memo.resolved;
   const entries = registered.deref(operation);
   const resolved = new ResolvedParameters(entries, sizes, 'the registered parameters');
   memos.registered = remember(entries, resolved);
