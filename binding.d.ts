@@ -10,7 +10,8 @@ export type ParamArray = Float32Array | Float64Array;
 
 /**
  * What one update does to each element: a plain object, read once per call (before any parameter
- * is touched). Each field is checked natively like the facade's option of the same name.
+ * is touched). Each field is checked natively like the facade's option of the same name. The
+ * update methods also take it packed (PackedDescription).
  */
 export interface UpdateDescription {
   /** In [0, 1]: shadow = shadow - (1 - decay) * (shadow - param); 0 copies exactly, 1 changes nothing. */
@@ -27,6 +28,15 @@ export interface UpdateDescription {
   /** Stochastic rounding's update index, an integer in [0, 2^53 - 1] (default 0): with the seed and the element's position, all its random bits come from these. */
   updateIndex?: number;
 }
+
+/**
+ * An UpdateDescription packed for speed: a Float64Array of exactly 5 values, [decay, nonFinite,
+ * rounding, seed, updateIndex], nonFinite as 0 'propagate' / 1 'skip-update' / 2 'skip-element' and
+ * rounding as 0 'nearest' / 1 'stochastic'. Read with one Node-API call (the object form costs a
+ * property lookup per field, a measurable share of a small model's update); every value is checked
+ * as in the object form, errors naming `description.<field>`.
+ */
+export type PackedDescription = Float64Array;
 
 /**
  * One contiguous native block of tensors in one storage dtype (the shadows of an EMA, or a backup
@@ -62,24 +72,24 @@ export declare class ShadowArena {
    * how many parameter elements were NaN or infinite (always 0 with nonFinite 'propagate'); with
    * 'skip-update', a count above 0 means nothing changed.
    */
-  update(params: readonly ParamArray[], description: UpdateDescription): number;
+  update(params: readonly ParamArray[], description: UpdateDescription | PackedDescription): number;
   /**
    * update() on a libuv thread, from a snapshot of `params` taken before it returns; with `inPlace`,
    * from `params` themselves, which must all be views of SharedArrayBuffers (memory that cannot be
    * detached, transferred or shrunk while the worker reads it; TypeError otherwise). The arrays are
    * kept alive until the promise settles; the caller must not write them meanwhile.
    */
-  updateAsync(params: readonly ParamArray[], description: UpdateDescription, inPlace?: boolean): Promise<number>;
+  updateAsync(params: readonly ParamArray[], description: UpdateDescription | PackedDescription, inPlace?: boolean): Promise<number>;
   /**
    * EmaTracks: update() of this arena and of `others` (same sizes, dtype and device; each once), from
    * one read of `params`; `descriptions[0]` is this arena's, `descriptions[i + 1]` that of `others[i]`.
    * Returns what update() would for each, in that order.
    */
-  updateTracks(params: readonly ParamArray[], descriptions: readonly UpdateDescription[], others: readonly ShadowArena[]): number[];
+  updateTracks(params: readonly ParamArray[], descriptions: readonly (UpdateDescription | PackedDescription)[], others: readonly ShadowArena[]): number[];
   /** updateTracks() as updateAsync() runs update(); every arena is busy until it settles. */
   updateTracksAsync(
     params: readonly ParamArray[],
-    descriptions: readonly UpdateDescription[],
+    descriptions: readonly (UpdateDescription | PackedDescription)[],
     others: readonly ShadowArena[],
     inPlace?: boolean,
   ): Promise<number[]>;

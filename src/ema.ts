@@ -19,7 +19,7 @@ import { entriesToRegister } from './registration';
 import { relocateArenas } from './relocation';
 import { resolveParameters } from './resolve';
 import type { AsyncProgress, ParsedSchedule, Progress } from './schedule_options';
-import { asyncInputs, type AsyncInputs } from './async_inputs';
+import { asyncInputs, QueuedSnapshots, updateFrom, type AsyncInputs } from './async_inputs';
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
@@ -41,6 +41,7 @@ export class ExponentialMovingAverage implements Disposable {
   readonly #registered: RegisteredParameters;
   readonly #scopes: ScopeStack;
   readonly #queue = new SerialQueue();
+  readonly #queuedSnapshots = new QueuedSnapshots();
   readonly #publisher: WeightsPublisher;
   readonly #shard: ShardLayout | null;
 
@@ -135,7 +136,7 @@ export class ExponentialMovingAverage implements Disposable {
     let call: FixedCall;
     let queued: AsyncInputs | undefined;
     const inputs = (isQueued: boolean): AsyncInputs =>
-      asyncInputs(this.#resolve(parameters, 'updateAsync()'), call.progress.snapshot !== false, isQueued, 'updateAsync()');
+      asyncInputs(this.#resolve(parameters, 'updateAsync()'), call.progress.snapshot !== false, isQueued ? this.#queuedSnapshots : null, 'updateAsync()');
     try {
       call = this.#state.fix(progress, 'updateAsync()');
       if (this.#queue.busy && this.#open('updateAsync()')) queued = inputs(true);
@@ -145,9 +146,9 @@ export class ExponentialMovingAverage implements Disposable {
     return this.#queue.run(async () => {
       const { shadows } = this.#open('updateAsync()');
       this.#scopes.refuseUpdate('updateAsync()');
-      const { arrays, inPlace } = queued ?? inputs(false);
+      const taken = queued ?? inputs(false);
       const { update, commit } = this.#state.plan(call);
-      commit(await updateShadows(shadows, arrays, update, true, inPlace));
+      commit(await updateFrom(shadows, taken, update));
       this.#publisher.afterUpdate(shadows);
     });
   }
@@ -283,9 +284,7 @@ export class ExponentialMovingAverage implements Disposable {
     this.#publisher.close();
   }
 
-  [Symbol.dispose](): void {
-    this.dispose();
-  }
+  [Symbol.dispose](): void { this.dispose(); }
 
   /** @internal EmaTracks' way in (tracks/): what a fused update and a load of several EMAs need of each. */
   [TRACK_ACCESS](): TrackAccess {

@@ -55,6 +55,12 @@ interface Registration {
 
 const registrations: Registration[] = [];
 let registered = 0;
+let changes = 0;
+
+/** Bumped by every registration: a value's kind, once found, holds until this changes (resolve.ts caches it). */
+export function kindsVersion(): number {
+  return changes;
+}
 
 const METHODS = ['matches', 'ownName', 'numel', 'unusable', 'read', 'writeTarget', 'commit'] as const;
 
@@ -89,6 +95,7 @@ export function registerParameterKind<T extends object>(kind: ParameterKind<T>, 
   if (same !== undefined) same.priority = priority;
   else registrations.push({ kind: kind as ParameterKind, priority, order: registered++ });
   registrations.sort((a, b) => b.priority - a.priority || a.order - b.order);
+  changes += 1;
 }
 
 /** The kind that handles `value`: the first match by priority, or undefined. */

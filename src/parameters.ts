@@ -53,8 +53,18 @@ function acceptedKinds(): string {
   return `a ${kindLabels().join(', ')} or { name, value }`;
 }
 
+// Entries made from a value alone (no `{ name, value }` around it): everything in them follows from
+// the value and its kind, so the same value passed again gives the same entry (see toEntries).
+const bareEntries = new WeakSet<ParameterEntry>();
+
 /** Classifies one parameter (a value of a registered kind, or { name, value } around one); throws on anything else. */
 export function toEntry(parameter: unknown, argument: string): ParameterEntry {
+  const entry = classify(parameter, argument);
+  if (entry.value === parameter) bareEntries.add(entry);
+  return entry;
+}
+
+function classify(parameter: unknown, argument: string): ParameterEntry {
   const named = isNamedParameter(parameter);
   const value = named ? (parameter as NamedParameter<ParameterValue>).value : parameter;
   const kind = kindOf(value);
@@ -94,8 +104,23 @@ function shapeOf(parameter: NamedParameter<ParameterValue>, kind: ParameterKind,
   return shape as number[];
 }
 
-/** Reads an iterable of parameters once, classifying each. */
-export function toEntries(parameters: unknown, argument: string): ParameterEntry[] {
+// `previous` (an earlier toEntries() result) still holds for `parameter`: the same value, passed
+// alone, of a kind that can still use it. A value's kind, once found, holds until a kind is
+// registered (the caller compares kindsVersion()); usability (a disposed variable) is asked again.
+function reusable(previous: ParameterEntry | undefined, parameter: unknown): previous is ParameterEntry {
+  return (
+    previous !== undefined && previous.value === parameter && bareEntries.has(previous) &&
+    !isNamedParameter(parameter) && previous.kind.unusable(parameter as object) === undefined
+  );
+}
+
+/**
+ * Reads an iterable of parameters once, classifying each. With `previous` (the entries an earlier
+ * call made, under the same registered kinds), an item that is the same value as the previous
+ * entry at its position gets that entry back instead of being classified again: the per-call
+ * cost of passing the same list to every update.
+ */
+export function toEntries(parameters: unknown, argument: string, previous?: readonly ParameterEntry[]): ParameterEntry[] {
   if (
     parameters === null || typeof parameters !== 'object' ||
     typeof (parameters as Iterable<unknown>)[Symbol.iterator] !== 'function' || ArrayBuffer.isView(parameters)
@@ -104,7 +129,8 @@ export function toEntries(parameters: unknown, argument: string): ParameterEntry
   }
   const entries: ParameterEntry[] = [];
   for (const parameter of parameters as Iterable<unknown>) {
-    entries.push(toEntry(parameter, `${argument}[${entries.length}]`));
+    const before = previous?.[entries.length];
+    entries.push(reusable(before, parameter) ? before : toEntry(parameter, `${argument}[${entries.length}]`));
   }
   return entries;
 }
@@ -132,6 +158,7 @@ export function parameterLabel(index: number, name: string | undefined): string 
  */
 export class ResolvedParameters {
   readonly #entries: ParameterEntry[];
+  readonly #sizes: readonly number[];
 
   constructor(entries: ParameterEntry[], sizes: readonly number[], argument: string) {
     if (entries.length !== sizes.length) {
@@ -154,10 +181,24 @@ export class ResolvedParameters {
       }
     });
     this.#entries = entries;
+    this.#sizes = sizes;
   }
 
   get entries(): readonly ParameterEntry[] {
     return this.#entries;
+  }
+
+  /**
+   * Whether the constructor's checks would still pass for the same entries (each value usable and
+   * of its shadow's size): a detached buffer, a disposed variable or a resized array makes it
+   * false, and the caller resolves again, which throws the error that names it.
+   */
+  stillValid(): boolean {
+    for (let i = 0; i < this.#entries.length; i++) {
+      const { kind, value } = this.#entries[i];
+      if (kind.unusable(value) !== undefined || kind.numel(value) !== this.#sizes[i]) return false;
+    }
+    return true;
   }
 
   /** Buffers to read the values from, in order. */

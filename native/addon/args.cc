@@ -127,8 +127,48 @@ uint64_t ParseOptionalInteger(const Napi::Value& value, const char* arg) {
 
 }  // namespace
 
+namespace {
+
+// A packed field: an integer code below `limit`, or (limit 0) a safe non-negative integer.
+uint64_t PackedInteger(Napi::Env env, double v, const char* field, uint64_t limit) {
+  if (!(v >= 0 && v <= kMaxSafeInteger && std::floor(v) == v) || (limit != 0 && v >= static_cast<double>(limit))) {
+    ThrowRangeError(env, limit != 0 ? "an integer code below " + std::to_string(limit) : std::string("a non-negative integer"),
+                    std::string("description.") + field, FormatNumber(v));
+  }
+  return static_cast<uint64_t>(v);
+}
+
+// The packed form: Float64Array [decay, nonFinite code, rounding code, seed, updateIndex], read with
+// one Node-API call and checked field by field like the object form.
+UpdateDescription ParsePackedDescription(Napi::Env env, const Napi::Value& value, napi_typedarray_type type,
+                                         size_t length, const void* data, const char* arg) {
+  if (type != napi_float64_array || length != kPackedDescriptionLength) {
+    ThrowTypeError(env, "an object such as { decay: 0.999 }, or a packed Float64Array(5)", arg, value);
+  }
+  double fields[kPackedDescriptionLength];
+  std::memcpy(fields, data, sizeof fields);  // the array may be unaligned within its buffer
+  UpdateDescription u;
+  if (!(fields[0] >= 0.0 && fields[0] <= 1.0)) ThrowRangeError(env, "a number in [0, 1]", "description.decay", FormatNumber(fields[0]));
+  u.decay = fields[0];
+  u.non_finite = static_cast<NonFinitePolicy>(PackedInteger(env, fields[1], "nonFinite", 3));
+  u.rounding = static_cast<Rounding>(PackedInteger(env, fields[2], "rounding", 2));
+  u.seed = PackedInteger(env, fields[3], "seed", 0);
+  u.update_index = PackedInteger(env, fields[4], "updateIndex", 0);
+  return u;
+}
+
+}  // namespace
+
 UpdateDescription ParseUpdateDescription(const Napi::Value& value, const char* arg) {
-  if (!value.IsObject()) ThrowTypeError(value.Env(), "an object such as { decay: 0.999 }", arg, value);
+  Napi::Env env = value.Env();
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  // One call tells a typed array (the packed form) from anything else (napi_invalid_arg).
+  const napi_status status = napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr);
+  if (status == napi_ok) return ParsePackedDescription(env, value, type, length, data, arg);
+  if (status != napi_invalid_arg) NAPI_THROW_IF_FAILED(env, status, UpdateDescription{});
+  if (!value.IsObject()) ThrowTypeError(env, "an object such as { decay: 0.999 }", arg, value);
   const Napi::Object fields = value.As<Napi::Object>();
   static const char* const kPolicies[] = {"propagate", "skip-update", "skip-element"};
   static const char* const kRoundings[] = {"nearest", "stochastic"};
@@ -193,30 +233,31 @@ ParamList ParseParams(Napi::Env env, const std::vector<Napi::Value>& items, cons
   if (items.size() != arena.tensor_count()) {
     throw std::logic_error("ParseParams: item count does not match the arena");  // ParamItems checked
   }
-  ParamList params;
-  params.reserve(items.size());
+  // One Node-API call per item on the way through (this runs on every update); the argument's
+  // name is built only for an error.
+  auto name = [&](size_t i) { return std::string(arg) + "[" + std::to_string(i) + "]"; };
+  ParamList params(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    std::string name = std::string(arg) + "[" + std::to_string(i) + "]";
     const Napi::Value& item = items[i];
-    if (!item.IsTypedArray()) ThrowTypeError(env, "a Float32Array or Float64Array", name, item);
     napi_typedarray_type type;
     size_t length;
     void* data;
-    napi_value buffer;
-    size_t byte_offset;
-    NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, item, &type, &length, &data, &buffer,
-                                                       &byte_offset),
-                         {});
+    // napi_invalid_arg: not a typed array (nothing is thrown for that; other failures are real).
+    const napi_status status = napi_get_typedarray_info(env, item, &type, &length, &data, nullptr, nullptr);
+    if (status == napi_invalid_arg) ThrowTypeError(env, "a Float32Array or Float64Array", name(i), item);
+    NAPI_THROW_IF_FAILED(env, status, {});
     if (type != napi_float32_array && type != napi_float64_array) {
-      ThrowTypeError(env, "a Float32Array or Float64Array", name, item);
+      ThrowTypeError(env, "a Float32Array or Float64Array", name(i), item);
     }
     if (length != arena.size(i)) {
+      napi_value buffer;
       bool detached = false;
+      NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, item, nullptr, nullptr, nullptr, &buffer, nullptr), {});
       NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, buffer, &detached), {});
-      ThrowRangeError(env, std::to_string(arena.size(i)) + " elements", name,
+      ThrowRangeError(env, std::to_string(arena.size(i)) + " elements", name(i),
                       std::to_string(length) + (detached ? " (its buffer was detached)" : ""));
     }
-    params.push_back({data, type == napi_float64_array ? ParamType::kFloat64 : ParamType::kFloat32});
+    params[i] = {data, type == napi_float64_array ? ParamType::kFloat64 : ParamType::kFloat32};
   }
   return params;
 }

@@ -30,7 +30,11 @@ double ParseDecay(const Napi::Value& value, const char* arg);
 
 // The update description, a plain object such as { decay: 0.999 }: the one place where its
 // fields are read and checked, each error naming the field. Reading a field can run JS (a getter,
-// a Proxy), so callers read it in phase 1 of the parameters (see ParamItems).
+// a Proxy), so callers read it in phase 1 of the parameters (see ParamItems). It may also come
+// packed, as a Float64Array [decay, nonFinite, rounding, seed, updateIndex] with the choices as
+// their index in the enums of update_description.h: what the facade passes on every update, read
+// with one Node-API call instead of a property lookup per field (binding.d.ts: PackedDescription).
+constexpr size_t kPackedDescriptionLength = 5;
 UpdateDescription ParseUpdateDescription(const Napi::Value& value, const char* arg);
 
 // A non-negative safe integer, below `limit` when one is given.

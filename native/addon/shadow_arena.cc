@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "async_update.h"
+#include "snapshot_copy.h"
 
 namespace model_ema {
 
@@ -198,7 +199,7 @@ Napi::Value ShadowArena::QueueAsyncUpdate(Napi::Env env, std::vector<AsyncTarget
       reported_bytes_ += delta;
       Napi::MemoryManagement::AdjustExternalMemory(env, delta);
     }
-    snapshot_->CopyFromParams(Cpu(), params);
+    SnapshotParams(Cpu(), params, *snapshot_);
     params = snapshot_->AsParams();
   }
   for (const AsyncTarget& target : targets) target.owner->busy_ = true;

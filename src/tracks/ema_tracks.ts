@@ -3,7 +3,7 @@
 // element for T float32 tracks, instead of 12T for T separate update() calls). Each track is an
 // ExponentialMovingAverage that no user sees; `track(name)` gives its read side. Updates, moves,
 // state and checkpoints go through here, so the tracks always share one layout, dtype and device.
-import { asyncInputs, type AsyncInputs } from '../async_inputs';
+import { asyncInputs, QueuedSnapshots, type AsyncInputs } from '../async_inputs';
 import type { DecodedCheckpoint } from '../checkpoint/ema_checkpoint';
 import { ExponentialMovingAverage } from '../ema';
 import { codedError, expectedTypeError, invalidArgument } from '../errors';
@@ -39,6 +39,7 @@ interface Track {
 export class EmaTracks implements Disposable {
   readonly #tracks: readonly Track[];
   readonly #queue = new SerialQueue();
+  readonly #queuedSnapshots = new QueuedSnapshots(); // the copies queued updateAsync() calls read
   #disposed = false;
 
   /**
@@ -102,7 +103,7 @@ export class EmaTracks implements Disposable {
     let calls: FixedCall[];
     let queued: AsyncInputs | undefined;
     const inputs = (isQueued: boolean): AsyncInputs =>
-      asyncInputs(this.#tracks[0].access.resolve(parameters, operation), calls[0].progress.snapshot !== false, isQueued, operation);
+      asyncInputs(this.#tracks[0].access.resolve(parameters, operation), calls[0].progress.snapshot !== false, isQueued ? this.#queuedSnapshots : null, operation);
     try {
       this.#open(operation);
       calls = this.#tracks.map((t) => t.access.state.fix(progress, operation));
@@ -113,10 +114,14 @@ export class EmaTracks implements Disposable {
     return this.#queue.run(async () => {
       this.#open(operation);
       this.#shadows(operation);
-      const { arrays, inPlace } = queued ?? inputs(false);
-      const shadows = this.#shadows(operation); // again: the parameters' getters ran
-      const plans = this.#tracks.map((t, i) => t.access.state.plan(calls[i]));
-      this.#commit(shadows, plans, await shadows[0].updateTracksAsync(arrays, plans.map((p) => p.update), shadows.slice(1), inPlace));
+      const taken = queued ?? inputs(false);
+      try {
+        const shadows = this.#shadows(operation); // again: the parameters' getters ran
+        const plans = this.#tracks.map((t, i) => t.access.state.plan(calls[i]));
+        this.#commit(shadows, plans, await shadows[0].updateTracksAsync(taken.arrays, plans.map((p) => p.update), shadows.slice(1), taken.inPlace));
+      } finally {
+        taken.snapshot?.from.give(taken.snapshot.arrays); // a queued call's copies, kept for the next one
+      }
     });
   }
 
