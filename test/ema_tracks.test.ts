@@ -102,6 +102,26 @@ test("updateAsync(.., { snapshot: false }) reads SharedArrayBuffer parameters in
   b.dispose();
 });
 
+test('queued updateAsync() calls each read the parameters as they were at the call', async () => {
+  const ps = params(11, [1, 4097, 70_000]);
+  const a = new EmaTracks(ps, { tracks: TRACKS, dtype: 'float16' });
+  const b = new EmaTracks(ps, { tracks: TRACKS, dtype: 'float16' });
+  const pending: Promise<void>[] = [];
+  for (let round = 0; round < 2; round++) {
+    for (let s = 1; s <= 4; s++) {
+      perturb(ps, 100 * round + s);
+      pending.push(a.updateAsync(undefined, { steps: s })); // queued behind the previous ones
+      b.update(undefined, { steps: s });
+    }
+    perturb(ps, 999); // changes after the calls must not reach them
+    await Promise.all(pending);
+  }
+  a.trackNames.forEach((n) => shadowsOf(a.track(n)).forEach((x, i) => expect(sameBytes(x, shadowsOf(b.track(n))[i])).toBe(true)));
+  expect(a.track('phema').step).toBe(20);
+  a.dispose();
+  b.dispose();
+});
+
 describe('EmaTracks against the SPEC formula (float32, updateStep)', () => {
   test('three constant decays over awkward sizes, an unaligned view and a tensor the threads split', () => {
     const backing = new Float32Array(4097 + 8 + 1);
