@@ -58,7 +58,9 @@ size_t HostArena::UpdateShadows(const CpuContext& cpu, const ParamList& params, 
 // within a piece, so the elements (and the stochastic rounding's positions) are those of Update.
 void HostArena::UpdateShadowsTogether(const CpuContext& cpu, const ParamList& params, const std::vector<Arena*>& arenas,
                                       const std::vector<UpdateDescription>& us, std::vector<size_t>& skipped) {
-  constexpr size_t kBlock = 4096;  // 16 KiB of float32 parameters: fits L1 beside the shadows' lines
+  // 128 KiB of float32 parameters: stays in L2 while every arena reads it (measured on resnet50-like,
+  // 3 float32 tracks: 4096 gave 0.93-1.07 of three update() calls, 16384 0.91, 32768 0.90).
+  constexpr size_t kBlock = 32768;
   const DType sd = dtype();
   const size_t s_size = DTypeSize(sd);
   std::vector<HostArena*> hosts;
