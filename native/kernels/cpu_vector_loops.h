@@ -9,10 +9,10 @@
 
 #if MODEL_EMA_ISA_LEVEL >= 2
 using Lanes = Lanes256Masks;
-using ArithmeticLanes = Lanes512;  // stochastic rounding (see Lanes512)
+using WideLanes = Lanes512;  // 16-bit shadows' updates (see Lanes512)
 #else
 using Lanes = Lanes256;
-using ArithmeticLanes = Lanes256;
+using WideLanes = Lanes256;
 #endif
 
 // Which functors have a loop here.
@@ -46,7 +46,8 @@ typename L::I RandomBits(uint32_t key, uint32_t first) {
 }
 
 // shadow = shadow - (1 - decay) * (shadow - param), float32 parameters; returns the elements done
-// (whole vectors), adds the skipped ones to `skipped`.
+// (whole vectors), adds the skipped ones to `skipped`. L: Lanes for float32 shadows (memory-bound),
+// WideLanes for 16-bit ones.
 template <typename L, typename S, bool kSkip, bool kStochastic>
 size_t UpdateVectors(S* __restrict d, const float* __restrict p, size_t n, float one_minus_decay, uint32_t key,
                      uint32_t low, size_t& skipped) {
@@ -121,7 +122,7 @@ template <typename F>
 size_t VectorLoop(typename F::Dst* __restrict d, const typename F::Src* __restrict s, size_t n, const F& op,
                   uint32_t block_key, uint32_t low, size_t& skipped) {
   if constexpr (F::kReadsDst) {  // an update
-    using L = std::conditional_t<F::kStochastic, ArithmeticLanes, Lanes>;
+    using L = std::conditional_t<std::is_same_v<typename F::Dst, float>, Lanes, WideLanes>;
     return UpdateVectors<L, typename F::Dst, F::kCountsSkips, F::kStochastic>(d, s, n, op.one_minus_decay, block_key,
                                                                              low, skipped);
   } else {
