@@ -73,6 +73,12 @@ struct Lanes256 {
   static I Widen(H h) { return _mm256_cvtepu16_epi32(h); }
   static H HalfFast(F v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
   static F HalfToFloatFast(H h) { return _mm256_cvtph_ps(h); }
+  // For float16 stochastic rounding (Convert16::ToHalfStochastic).
+  static M Less(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static I SelectBits(M m, I yes, I no) { return _mm256_blendv_epi8(no, yes, _mm256_castps_si256(m)); }
+  static I OrBits(I a, I b) { return _mm256_or_si256(a, b); }
+  static I SubBits(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static F ToFloat(I v) { return _mm256_cvtepi32_ps(v); }
 };
 
 #if MODEL_EMA_ISA_LEVEL >= 2
@@ -137,6 +143,11 @@ struct Lanes512 {
   static I Widen(H h) { return _mm512_cvtepu16_epi32(h); }
   static H HalfFast(F v) { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
   static F HalfToFloatFast(H h) { return _mm512_cvtph_ps(h); }
+  static M Less(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static I SelectBits(M m, I yes, I no) { return _mm512_mask_blend_epi32(m, no, yes); }
+  static I OrBits(I a, I b) { return _mm512_or_si512(a, b); }
+  static I SubBits(I a, I b) { return _mm512_sub_epi32(a, b); }
+  static F ToFloat(I v) { return _mm512_cvtepi32_ps(v); }
 };
 #endif
 
@@ -207,6 +218,27 @@ struct Convert16 {
     const H fast = L::HalfFast(v);
     if (!L::Any(L::IsNaN(v))) return fast;
     return Redo(v, L::Set(0u), [](float x, uint32_t) { return FloatToHalfBits(x); });
+  }
+
+  // A shadow update's stochastic float16 store: Saturation<Half>, then FloatToHalfBitsStochastic,
+  // its steps in lanes (F16C gives the neighbours lo and lo + 1 exactly). Vectors with a value
+  // beyond 65504, infinite or NaN (saturation, or nearest's NaN) are redone lane by lane.
+  static H ToHalfStochasticSaturated(F v, I random) {
+    if (L::Any(L::BeyondHalfMax(v))) {
+      return Redo(v, random, [](float x, uint32_t r) { return FloatToHalfBitsStochastic(Saturation<Half>::Apply(x), r); });
+    }
+    const I nearest = L::Widen(L::HalfFast(v));
+    const I sign = L::And(nearest, L::Set(0x8000u));
+    const I mag = L::And(nearest, L::Set(0x7FFFu));
+    const F a = L::FromBits(L::And(L::Bits(v), L::Set(0x7FFFFFFFu)));
+    const auto above = L::Less(a, L::HalfToFloatFast(L::Narrow(mag)));  // nearest rounded up
+    const I lo = L::SelectBits(above, L::SubBits(mag, L::Set(1u)), mag);
+    const I hi = L::Add(lo, L::Set(1u));
+    const F low = L::HalfToFloatFast(L::Narrow(lo));
+    const F gap = L::Sub(L::HalfToFloatFast(L::Narrow(hi)), low);
+    const F u = L::Mul(L::ToFloat(L::template ShiftRight<8>(random)), L::Set(5.9604644775390625e-8f));
+    const auto up = L::Less(L::Mul(u, gap), L::Sub(a, low));
+    return L::Narrow(L::OrBits(sign, L::SelectBits(up, hi, lo)));
   }
 
   // A shadow update's float16 store: saturated at +-65504 (Saturation<Half>), then FloatToHalfBits.

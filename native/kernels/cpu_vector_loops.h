@@ -22,10 +22,9 @@ struct VectorPlan {
 };
 template <typename S, bool kSkip, bool kStochastic>
 struct VectorPlan<UpdateShadow<S, float, UpdateRule::kAverage, kSkip, kStochastic>> {
-  // float32 without the guard is memory-bound already; stochastic float16 and float64 shadows are
-  // left to the functor.
+  // float32 without the guard is memory-bound already; float64 shadows are left to the functor.
   static constexpr bool kHas = (std::is_same_v<S, float> && kSkip) || std::is_same_v<S, BFloat16> ||
-                               (std::is_same_v<S, Half> && !kStochastic);
+                               std::is_same_v<S, Half>;
 };
 template <typename From, typename To>
 struct VectorPlan<ConvertElement<From, To>> {
@@ -79,7 +78,9 @@ size_t UpdateVectors(S* __restrict d, const float* __restrict p, size_t n, float
       }
       const auto r = L::Sub(s, L::Mul(w, L::Sub(s, param)));
       typename L::H out;
-      if constexpr (std::is_same_v<S, Half>) {
+      if constexpr (std::is_same_v<S, Half> && kStochastic) {
+        out = C::ToHalfStochasticSaturated(r, RandomBits<L>(key, low + static_cast<uint32_t>(i)));
+      } else if constexpr (std::is_same_v<S, Half>) {
         out = C::ToHalfSaturated(r);
       } else if constexpr (kStochastic) {
         out = C::ToBFloat16Stochastic(r, RandomBits<L>(key, low + static_cast<uint32_t>(i)));
