@@ -116,7 +116,7 @@ export declare class ShadowArena {
 }
 
 export interface CpuInfo {
-  /** The instruction set the kernels run with: 'avx512' | 'avx2' | 'baseline'. */
+  /** The instruction set the kernels run with: 'avx512bf16' | 'avx512' | 'avx2' | 'baseline'. */
   isa: string;
   /** Threads in this instance's pool, the calling thread included. */
   threads: number;

@@ -278,6 +278,8 @@ for (const api of ['update', 'updateAsync']) {
     }
   }
 }
+// float16 shadows (8 bytes per parameter, as bfloat16), rounded with F16C where the CPU has it.
+add({ id: 'model-ema-update-f16', family: 'model-ema', label: 'model-ema update', dtype: 'float16', cost: 'native', setup: modelEmaSetup({ dtype: 'float16', api: 'update' }) });
 // The non-finite guards (all parameters finite: what every healthy step pays) and stochastic
 // rounding, each against the plain update of the same dtype in the report.
 for (const [suffix, dtype, options] of [

@@ -15,8 +15,9 @@ const USAGE = `usage: node bench/run.js [options]
   --smoke              a few seconds: mlp-small and resnet50-tiny, 3 repeats; exit 1 on any failure
   --large              add gpt2-medium-like (355M parameters, about 6 GB of memory, several minutes)
   --workload <name>    only this workload (repeatable, or comma-separated)
-  --only <substring>   only drivers whose id contains it (repeatable, or comma-separated); the
-                       ceiling and plain JS still run so that the ratios have a reference
+  --only <substring>   only drivers whose id contains it (repeatable, or comma-separated; =id for
+                       that id alone); the ceiling and plain JS still run so that the ratios have
+                       a reference
   --no-reference       with --only: do not add the ceiling and plain JS
   --rounds <n>         run each native driver and plain JS n times, interleaved, and pool the
                        samples (default 3)
@@ -104,7 +105,8 @@ function runChild(workload, driver, plan, timeoutMs) {
 
 function selectDrivers(opts) {
   if (opts.only.length === 0) return DRIVERS.slice();
-  const wanted = (d) => opts.only.some((s) => d.id.toLowerCase().includes(s.toLowerCase()));
+  const wanted = (d) =>
+    opts.only.some((s) => (s.startsWith('=') ? d.id === s.slice(1) : d.id.toLowerCase().includes(s.toLowerCase())));
   const picked = DRIVERS.filter((d) => wanted(d) || (opts.reference && d.reference));
   if (!picked.some(wanted)) throw new Error(`--only ${opts.only.join(',')} matches no driver (see --list)`);
   return picked;

@@ -47,7 +47,7 @@ describe('native binding surface', () => {
 
   test('cpuInfo names a known instruction set and at least one thread', () => {
     const info = binding.cpuInfo();
-    expect(['avx512', 'avx2', 'baseline']).toContain(info.isa);
+    expect(['avx512bf16', 'avx512', 'avx2', 'baseline']).toContain(info.isa);
     expect(info.threads).toBeGreaterThanOrEqual(1);
     expect(info.parallelThreshold).toBeGreaterThan(0);
   });

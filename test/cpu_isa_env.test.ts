@@ -22,12 +22,12 @@ const printIsa = `console.log(require(${JSON.stringify(index)}).cpuInfo().isa)`;
 
 function expectRefusal(text: string, value: string): void {
   expect(text).toContain(`Invalid MODEL_EMA_CPU_ISA='${value}'`);
-  expect(text).toContain("expected one of 'avx512', 'avx2', 'baseline'");
+  expect(text).toContain("expected one of 'avx512bf16', 'avx512', 'avx2', 'baseline'");
   // The addon itself is fine: no advice to rebuild it.
   expect(text).not.toMatch(/could not load its native addon|npm rebuild/);
 }
 
-test.each(['foo', 'AVX2', 'avx-512', ' avx2'])('MODEL_EMA_CPU_ISA=%j is refused by require, naming the valid values', (value) => {
+test.each(['foo', 'AVX2', 'avx-512', ' avx2', 'avx512_bf16', 'avx512BF16'])('MODEL_EMA_CPU_ISA=%j is refused by require, naming the valid values', (value) => {
   const { status, stderr } = load(value, printIsa);
   expect(status).not.toBe(0);
   expectRefusal(stderr, value);
@@ -52,9 +52,12 @@ test('valid values keep their meaning (a ceiling), and an empty value means unse
     if (status !== 0) throw new Error(`MODEL_EMA_CPU_ISA=${value}: ${stderr}`);
     return stdout.trim();
   };
+  const order = ['baseline', 'avx2', 'avx512', 'avx512bf16'];
   const best = isa('');
-  expect(['avx512', 'avx2', 'baseline']).toContain(best);
-  expect(isa('baseline')).toBe('baseline');
-  expect(isa('avx2')).toBe(best === 'baseline' ? 'baseline' : 'avx2');
-  expect(isa('avx512')).toBe(best);
+  expect(order).toContain(best);
+  // Each ceiling gives itself where the CPU has it, else the best below it.
+  for (const ceiling of order) {
+    expect(isa(ceiling)).toBe(order[Math.min(order.indexOf(ceiling), order.indexOf(best))]);
+  }
+  expect(isa('avx512bf16')).toBe(best);
 });

@@ -12,9 +12,9 @@ function digest(isa: string, env: Record<string, string> = {}): { isa: string; d
 }
 
 test('every instruction set this CPU has produces the same bits as the baseline', () => {
-  const results = ['baseline', 'avx2', 'avx512'].map((isa) => digest(isa));
+  const results = ['baseline', 'avx2', 'avx512', 'avx512bf16'].map((isa) => digest(isa));
   expect(results[0].isa).toBe('baseline');
-  // On a CPU without AVX2 or AVX-512 the ceiling falls back; the digests must still agree.
+  // On a CPU without AVX2, AVX-512 or AVX512_BF16 the ceiling falls back; the digests must still agree.
   for (const r of results) expect(r.digest).toBe(results[0].digest);
   // Tell the reader which paths this machine could actually exercise.
   console.log(`instruction sets exercised: ${[...new Set(results.map((r) => r.isa))].join(', ')}`);
@@ -23,7 +23,7 @@ test('every instruction set this CPU has produces the same bits as the baseline'
 // Stochastic rounding's bits and the guard's counts are functions of the data and the element's
 // position only: pieces split over 1, 2 or 3 threads (a tiny threshold splits even small arenas).
 test('one, two and three threads produce the same bits (stochastic rounding and guards included)', () => {
-  const runs = ['1', '2', '3'].map((threads) => digest('avx512', { MODEL_EMA_THREADS: threads, MODEL_EMA_PARALLEL_THRESHOLD: '64' }));
+  const runs = ['1', '2', '3'].map((threads) => digest('avx512bf16', { MODEL_EMA_THREADS: threads, MODEL_EMA_PARALLEL_THRESHOLD: '64' }));
   for (const r of runs) expect(r.digest).toBe(runs[0].digest);
   expect(runs[0].digest).toBe(digest('baseline').digest);
 });

@@ -53,14 +53,14 @@ unsigned ThreadCountFromEnv() {
 const char* CpuIsaCeilingFromEnv(Napi::Env env) {
   const char* text = std::getenv("MODEL_EMA_CPU_ISA");
   if (text == nullptr || *text == '\0') return nullptr;
-  for (const char* valid : {"avx512", "avx2", "baseline"}) {
+  for (const char* valid : {"avx512bf16", "avx512", "avx2", "baseline"}) {
     if (std::strcmp(text, valid) == 0) return text;
   }
   std::string value(text);
   if (value.size() > 40) value = value.substr(0, 40) + "...";
   Napi::Error error = Napi::Error::New(
       env, "Invalid MODEL_EMA_CPU_ISA='" + value +
-               "': expected one of 'avx512', 'avx2', 'baseline' (the best instruction set the CPU "
+               "': expected one of 'avx512bf16', 'avx512', 'avx2', 'baseline' (the best instruction set the CPU "
                "kernels may use), or leave it unset for the best this CPU supports");
   error.Set("code", "ERR_MODEL_EMA_CPU_ISA");  // src/native.ts passes this error on as it is
   throw error;

@@ -14,7 +14,7 @@
 namespace model_ema {
 
 struct CpuKernelTable {
-  const char* isa;  // "avx512", "avx2", "baseline" (which is NEON on arm64)
+  const char* isa;  // "avx512bf16", "avx512", "avx2", "baseline" (which is NEON on arm64)
   // shadow[i] = UpdateShadow(shadow[i], param[i]) as `u` describes, i < n, for the elements
   // [first, first + n) of tensor `tensor` (their random bits depend on where they are). Returns
   // how many parameter elements 'skip-element' left out (0 for other policies).
@@ -27,13 +27,14 @@ struct CpuKernelTable {
 };
 
 // The table for the best instruction set this CPU and OS support, no better than `ceiling`
-// ("avx512", "avx2" or "baseline"; null or unknown means no limit). Lets tests run every path.
+// ("avx512bf16", "avx512", "avx2" or "baseline"; null or unknown means no limit). Lets tests run every path.
 const CpuKernelTable& SelectCpuKernels(const char* ceiling);
 
 namespace baseline { const CpuKernelTable& Kernels(); }
 #if defined(__x86_64__) && defined(__GNUC__)
 namespace avx2 { const CpuKernelTable& Kernels(); }
 namespace avx512 { const CpuKernelTable& Kernels(); }
+namespace avx512bf16 { const CpuKernelTable& Kernels(); }
 #endif
 
 // How one call may use the CPU: which loops, and how many threads of which pool.

@@ -5,8 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#pragma GCC target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,prefer-vector-width=512")
 #define MODEL_EMA_ISA avx512
 #define MODEL_EMA_ISA_NAME "avx512"
+#define MODEL_EMA_ISA_LEVEL 2  // 512-bit hand-written loops
 #include "cpu_loops.inl"
 #endif

@@ -3,12 +3,19 @@
 // __restrict pointers: the compiler vectorises them for the target, with unaligned heads and
 // scalar tails handled for us. Everything here lives in the per-ISA namespace so that no
 // out-of-line copy compiled for one target can be picked by the linker for another.
-#ifndef MODEL_EMA_ISA
-#error "define MODEL_EMA_ISA before including cpu_loops.inl"
+#if !defined(MODEL_EMA_ISA) || !defined(MODEL_EMA_ISA_LEVEL)
+#error "define MODEL_EMA_ISA and MODEL_EMA_ISA_LEVEL before including cpu_loops.inl"
 #endif
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
+#if MODEL_EMA_ISA_LEVEL >= 1
+#include <immintrin.h>  // for cpu_vector_loops.h, included inside the namespace below
+// GCC 12's AVX-512 intrinsics start some results from _mm512_undefined_*(), which it then warns
+// about once inlined (GCC bug 105593, fixed in 13): nothing of ours is uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "cpu_kernels.h"
 #include "element_ops.h"
@@ -20,6 +27,15 @@ namespace {
 // Elements per block of a 32-bit count (far below 2^32, and long enough to hide the block's end).
 constexpr size_t kCountBlock = size_t{1} << 16;
 
+#if MODEL_EMA_ISA_LEVEL >= 1
+#include "cpu_vector_loops.h"
+#else
+template <typename F>
+struct VectorPlan {
+  static constexpr bool kHas = false;
+};
+#endif
+
 // dst[i] = op(dst[i], src[i], bits) over one run of elements whose indices share their high half
 // (so the random stream's key is fixed), for any functor of element_ops.h; returns how many
 // elements op skipped. Separate loops for what a functor does not need (the old value, random
@@ -29,6 +45,16 @@ size_t RunLoop(typename F::Dst* __restrict d, const typename F::Src* __restrict 
                uint32_t block_key, uint32_t low) {
   using D = typename F::Dst;
   size_t skipped = 0;
+#if MODEL_EMA_ISA_LEVEL >= 1
+  // Whole vectors by the hand-written loop where there is one; the functor's loops do the rest.
+  if constexpr (VectorPlan<F>::kHas) {
+    const size_t done = VectorLoop(d, s, n, op, block_key, low, skipped);
+    d += done;
+    s += done;
+    n -= done;
+    low += static_cast<uint32_t>(done);
+  }
+#endif
   if constexpr (F::kStochastic && F::kCountsSkips) {
     for (size_t i = 0; i < n; ++i) {
       skipped += Skips(op, s[i]) ? 1 : 0;
@@ -86,6 +112,13 @@ size_t CountNonFiniteLoop(const void* values, size_t n) {
   const S* __restrict s = static_cast<const S*>(values);
   const IsFiniteElement<S> finite{};
   size_t count = 0;
+#if MODEL_EMA_ISA_LEVEL >= 1
+  if constexpr (std::is_same_v<S, float>) {
+    const size_t done = CountNonFiniteVectors(s, n, count);
+    s += done;
+    n -= done;
+  }
+#endif
   for (size_t block = 0; block < n; block += kCountBlock) {  // 32-bit lanes, as in RunLoop
     const size_t end = std::min(n, block + kCountBlock);
     uint32_t in_block = 0;

@@ -43,4 +43,27 @@ for (const dtype of ['float32', 'float64', 'float16', 'bfloat16']) {
     arena.dispose();
   }
 }
+// The values where the vector instructions and the reference part ways (fixup_values.js), through
+// updates (every rounding and policy, NaN parameters beside them) and conversions both ways.
+const { finite, NAN_BITS, placed, fixupPosition, fixupLength } = require('./fixup_values.js');
+for (const dtype of ['float16', 'bfloat16']) {
+  const special = [...finite.float16, ...finite.bfloat16, ...NAN_BITS.map((bits) => ({ bits }))];
+  const n = fixupLength(special.length);
+  const arena = new binding.ShadowArena(dtype, [n]);
+  arena.copyFrom([placed(n, 0.25, special, fixupPosition)]);
+  hash.update(arena.readBytes(0));
+  // Results 1.375 times the special values (subnormal, saturating, NaN), non-finite neighbours.
+  const params = placed(n, 1.5, special.map((v) => (typeof v === 'number' ? v * 1.5 : v)), fixupPosition);
+  special.forEach((_, i) => (params[fixupPosition(i) + 3] = i % 2 ? NaN : -Infinity));
+  for (const nonFinite of ['skip-element', 'propagate']) {
+    for (const rounding of ['stochastic', 'nearest']) {
+      hash.update(`${arena.update([params], { decay: 0.25, nonFinite, rounding, seed: 9, updateIndex: 2 })};`);
+      hash.update(arena.readBytes(0));
+    }
+  }
+  const out = new Float32Array(n);
+  arena.copyTo([out]);
+  hash.update(Buffer.from(out.buffer));
+  arena.dispose();
+}
 process.stdout.write(JSON.stringify({ isa: binding.cpuInfo().isa, digest: hash.digest('hex') }));
