@@ -82,6 +82,13 @@ export declare class ShadowArena {
   readBytes(index: number): Uint8Array;
   /** Overwrites one tensor with raw storage bytes (byteLength = size x dtype size). */
   writeBytes(index: number, bytes: Uint8Array): void;
+  /**
+   * Part of one tensor's raw storage bytes into `out`: `out.byteLength` bytes (whole elements) from
+   * element `elementOffset` on, within the tensor. Lets a caller stream a tensor through one buffer.
+   */
+  readBytesInto(index: number, elementOffset: number, out: Uint8Array): void;
+  /** Overwrites part of one tensor with raw storage bytes: whole elements, from element `elementOffset` on, within the tensor. */
+  writeBytesAt(index: number, elementOffset: number, bytes: Uint8Array): void;
   /** A new arena on the same device holding these values converted to `dtype` (round to nearest even). */
   cast(dtype: StorageDType): ShadowArena;
   /** A new arena with the same dtype and values on `device` (a CUDA device index, or null for host memory). */

@@ -50,6 +50,8 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
           InstanceMethod<&ShadowArena::Read>("read"),
           InstanceMethod<&ShadowArena::ReadBytes>("readBytes"),
           InstanceMethod<&ShadowArena::WriteBytes>("writeBytes"),
+          InstanceMethod<&ShadowArena::ReadBytesInto>("readBytesInto"),
+          InstanceMethod<&ShadowArena::WriteBytesAt>("writeBytesAt"),
           InstanceMethod<&ShadowArena::Cast>("cast"),
           InstanceMethod<&ShadowArena::ToDevice>("toDevice"),
           InstanceMethod<&ShadowArena::CountNonFinite>("countNonFinite"),
@@ -262,6 +264,57 @@ Napi::Value ShadowArena::WriteBytes(const Napi::CallbackInfo& info) {
   }
   arena_->WriteTensorBytes(t, bytes.Data());
   return env.Undefined();
+}
+
+ShadowArena::ByteRange ShadowArena::TensorByteRange(const Napi::CallbackInfo& info, const ArenaLayout& layout, size_t t,
+                                                         const char* bytes_arg) {
+  Napi::Env env = info.Env();
+  const size_t size = layout.size(t);
+  const size_t element = DTypeSize(layout.dtype());
+  const size_t offset = ParseIndex(info[1], "elementOffset", SIZE_MAX);
+  if (offset > size) {
+    ThrowRangeError(env, "at most " + std::to_string(size) + " (tensor " + std::to_string(t) + "'s element count)",
+                    "elementOffset", std::to_string(offset));
+  }
+  const Napi::Value value = info[2];
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, "a Uint8Array", bytes_arg, value);
+  }
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, value, nullptr, &length, &data, &buffer, nullptr), {});
+  bool detached = false;
+  NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, buffer, &detached), {});
+  if (detached) ThrowTypeError(env, "a Uint8Array whose buffer is not detached", bytes_arg, value);
+  if (length % element != 0) {
+    ThrowRangeError(env, "a multiple of " + std::to_string(element) + " bytes (whole " + DTypeName(layout.dtype()) + " elements)",
+                    bytes_arg, std::to_string(length) + " bytes");
+  }
+  if (length / element > size - offset) {
+    ThrowRangeError(env, "at most " + std::to_string((size - offset) * element) + " bytes (tensor " + std::to_string(t) + " has " +
+                             std::to_string(size) + " elements, from elementOffset " + std::to_string(offset) + ")",
+                    bytes_arg, std::to_string(length) + " bytes");
+  }
+  return {offset * element, length, static_cast<uint8_t*>(data)};
+}
+
+// Part of a tensor into `bytes`, which is reused: save() streams a copy through one buffer.
+Napi::Value ShadowArena::ReadBytesInto(const Napi::CallbackInfo& info) {
+  const ArenaLayout& layout = Usable(info.Env(), "readBytesInto");
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "out");
+  arena_->ReadTensorRange(t, range.offset, range.length, range.data);
+  return info.Env().Undefined();
+}
+
+// `bytes` into part of a tensor: load() streams a file into a new arena chunk by chunk.
+Napi::Value ShadowArena::WriteBytesAt(const Napi::CallbackInfo& info) {
+  const ArenaLayout& layout = Usable(info.Env(), "writeBytesAt");
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "bytes");
+  arena_->WriteTensorRange(t, range.offset, range.length, range.data);
+  return info.Env().Undefined();
 }
 
 Napi::Value ShadowArena::Cast(const Napi::CallbackInfo& info) {

@@ -36,6 +36,8 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadBytes(const Napi::CallbackInfo& info);
   Napi::Value WriteBytes(const Napi::CallbackInfo& info);
+  Napi::Value ReadBytesInto(const Napi::CallbackInfo& info);
+  Napi::Value WriteBytesAt(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
   Napi::Value ToDevice(const Napi::CallbackInfo& info);
   Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
@@ -58,6 +60,14 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   template <typename ReadMore>
   ParamList Params(const Napi::CallbackInfo& info, const char* method, const ReadMore& read_more);
   const ArenaLayout* Layout() const;  // null once disposed
+  // info[1] (elementOffset) and info[2] (a Uint8Array of whole elements, named `bytes_arg` in errors)
+  // checked against tensor `t`: the byte range they name, and the typed array's data.
+  struct ByteRange {
+    size_t offset;
+    size_t length;
+    uint8_t* data;
+  };
+  ByteRange TensorByteRange(const Napi::CallbackInfo& info, const ArenaLayout& layout, size_t t, const char* bytes_arg);
   Napi::Array SizesArray(Napi::Env env) const;  // empty once disposed
   CpuContext Cpu() const;
   // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host),

@@ -100,14 +100,12 @@ void HostArena::ReadTensor(const CpuContext& cpu, size_t t, ParamBuffer out) con
   cpu.kernels->convert(dtype(), AsDType(out.type), tensor(t), out.data, layout().size(t));
 }
 
-void HostArena::ReadTensorBytes(size_t t, void* out) const {
-  const size_t bytes = layout().size(t) * DTypeSize(dtype());
-  if (bytes > 0) std::memcpy(out, tensor(t), bytes);
+void HostArena::ReadTensorRange(size_t t, size_t offset, size_t length, void* out) const {
+  if (length > 0) std::memcpy(out, static_cast<const uint8_t*>(tensor(t)) + offset, length);
 }
 
-void HostArena::WriteTensorBytes(size_t t, const void* bytes) {
-  const size_t n = layout().size(t) * DTypeSize(dtype());
-  if (n > 0) std::memcpy(tensor(t), bytes, n);
+void HostArena::WriteTensorRange(size_t t, size_t offset, size_t length, const void* bytes) {
+  if (length > 0) std::memcpy(static_cast<uint8_t*>(tensor(t)) + offset, bytes, length);
 }
 
 void HostArena::CopyBlockToHost(void* out) const {
