@@ -1,12 +1,13 @@
 // Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
 // tensor, from the arenas or from copies of them that save() writes while training goes on), and a
-// decoded checkpoint swapped in as new arenas.
+// checkpoint swapped in as new arenas (load() streams the file into them; deserialize() decodes bytes).
 import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import { type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
+import { type CheckpointFields, type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters, type TensorStore } from './checkpoint/ema_checkpoint';
+import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from './dtypes';
 import { ERROR_CODES } from './errors';
 import { checkFloat16Range, valuesOfBytes } from './float16_range';
-import type { ShadowArena } from './native';
-import { saveEmaCheckpoint } from './shard/checkpoint';
+import { newShadowArena, type ShadowArena, type StorageDType } from './native';
+import { loadEmaCheckpoint, saveEmaCheckpoint } from './shard/checkpoint';
 import type { ShardLayout } from './shard/layout';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
@@ -39,7 +40,7 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
  * A decoded checkpoint's scalars: a file from before schedules means 'torch_ema' or 'constant' by
  * its numUpdates, one from before the non-finite guard has statistics of 0.
  */
-export function checkpointScalars(decoded: DecodedCheckpoint): TrainingScalars {
+export function checkpointScalars(decoded: CheckpointFields): TrainingScalars {
   try {
     const state = checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
     return { ...state, decay: decoded.decay, nonFiniteStats: { ...decoded.nonFiniteStats } };
@@ -76,6 +77,57 @@ export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint,
         : null;
     return { shadows: nextShadows, backup };
   });
+}
+
+/** load()'s store: a new arena in the file's dtype, written as the file streams in. */
+interface ArenaStore extends TensorStore {
+  readonly arena: ShadowArena;
+}
+
+function arenaStore(dtype: StorageDType, sizes: readonly number[], device: number | null): ArenaStore {
+  const arena = newShadowArena(dtype, sizes, device);
+  const elementBytes = SAFETENSORS_BYTES[SAFETENSORS_CODE[dtype]];
+  return { arena, write: (index, byteOffset, bytes) => arena.writeBytesAt(index, byteOffset / elementBytes, bytes) };
+}
+
+/**
+ * load(): streams the checkpoint at `path` straight into new arenas on the shadows' device (each
+ * tensor checked as it arrives), then swaps them in, converted to the shadows' dtype (the backup
+ * stays in its saved dtype: it holds raw weights exactly). Returns the file's scalars for the caller
+ * to install. On any failure the new arenas are freed and nothing changes.
+ */
+export async function loadCheckpointInto(
+  arenas: EmaArenas,
+  path: string,
+  expected: ExpectedParameters,
+  shard: ShardLayout | null,
+  { sizes, names }: { sizes: readonly number[]; names: readonly (string | null)[] },
+): Promise<TrainingScalars> {
+  const device = arenas.current?.shadows.device ?? null;
+  const made: ShadowArena[] = [];
+  const store = (dtype: StorageDType): ArenaStore => {
+    const created = arenaStore(dtype, sizes, device);
+    made.push(created.arena);
+    return created;
+  };
+  try {
+    const loaded = await loadEmaCheckpoint(path, expected, shard, ({ dtype, collectedDType }) => ({ shadow: store(dtype), collected: collectedDType && store(collectedDType) }));
+    const scalars = checkpointScalars(loaded);
+    arenas.replace(({ shadows }) => {
+      const file = loaded.shadow.arena;
+      if (shadows.dtype === 'float16' && loaded.dtype !== 'float16') {
+        checkFloat16Range(sizes.length, (i) => file.read(i), (i) => names[i], 'checkpoint shadows');
+      }
+      const next = file.dtype === shadows.dtype ? file : file.cast(shadows.dtype);
+      if (next !== file) made.push(next);
+      return { shadows: next, backup: loaded.collected && loaded.collected.arena };
+    });
+    for (const arena of made) if (arena !== arenas.current?.shadows && arena !== arenas.current?.backup) arena.dispose();
+    return scalars;
+  } catch (error) {
+    for (const arena of made) arena.dispose();
+    throw error;
+  }
 }
 
 /** A checkpoint over copies of the arenas, and what frees the copies. */
