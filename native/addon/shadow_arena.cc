@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "async_update.h"
+#include "async_write.h"
 
 namespace model_ema {
 
@@ -52,6 +53,7 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
           InstanceMethod<&ShadowArena::WriteBytes>("writeBytes"),
           InstanceMethod<&ShadowArena::ReadBytesInto>("readBytesInto"),
           InstanceMethod<&ShadowArena::WriteBytesAt>("writeBytesAt"),
+          InstanceMethod<&ShadowArena::WriteBytesAtAsync>("writeBytesAtAsync"),
           InstanceMethod<&ShadowArena::Cast>("cast"),
           InstanceMethod<&ShadowArena::ToDevice>("toDevice"),
           InstanceMethod<&ShadowArena::CountNonFinite>("countNonFinite"),
@@ -108,7 +110,7 @@ void ShadowArena::ReleaseMemory() {
 
 const ArenaLayout* ShadowArena::Layout() const { return arena_ ? &arena_->layout() : nullptr; }
 
-const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
+const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method, bool writing) {
   const ArenaLayout* layout = Layout();
   if (layout == nullptr) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
@@ -117,6 +119,10 @@ const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
   if (busy_) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
                                     "() while an updateAsync() on this arena is running; await it first");
+  }
+  if (writes_in_flight_ > 0 && !writing) {
+    throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
+                                    "() while a writeBytesAtAsync() on this arena is running; await it first");
   }
   return *layout;
 }
@@ -317,6 +323,28 @@ Napi::Value ShadowArena::WriteBytesAt(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// writeBytesAt on a libuv thread. The bytes are read in place, so only SharedArrayBuffer memory is
+// taken (an ArrayBuffer could be detached or transferred while the copy runs); it is kept alive
+// until the promise settles, and must not be written meanwhile.
+Napi::Value ShadowArena::WriteBytesAtAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ArenaLayout& layout = Usable(env, "writeBytesAtAsync", true);
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "bytes");
+  napi_value buffer;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, info[2], nullptr, nullptr, nullptr, &buffer, nullptr), {});
+  bool is_array_buffer = false;  // Node-API tells ArrayBuffers apart; any other buffer is a SharedArrayBuffer
+  NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, buffer, &is_array_buffer), {});
+  if (is_array_buffer) {
+    ThrowTypeError(env, "a Uint8Array over a SharedArrayBuffer (an ArrayBuffer can be detached or transferred while the copy runs)", "bytes", info[2]);
+  }
+  auto* work = new AsyncWrite(info.This().As<Napi::Object>(), this, arena_, write_lock_, t, range.offset, range.length, range.data, info[2]);
+  Napi::Promise promise = work->Promise();
+  ++writes_in_flight_;
+  work->Queue();
+  return promise;
+}
+
 Napi::Value ShadowArena::Cast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Usable(env, "cast");
@@ -337,9 +365,9 @@ Napi::Value ShadowArena::CountNonFinite(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::Dispose(const Napi::CallbackInfo& info) {
-  if (busy_) {
-    throw Napi::Error::New(info.Env(),
-                           "Cannot dispose a ShadowArena while an updateAsync() on it is running");
+  if (busy_ || writes_in_flight_ > 0) {
+    throw Napi::Error::New(info.Env(), std::string("Cannot dispose a ShadowArena while ") +
+                                           (busy_ ? "an updateAsync()" : "a writeBytesAtAsync()") + " on it is running");
   }
   ReleaseMemory();
   return info.Env().Undefined();
@@ -394,7 +422,7 @@ Napi::Value ShadowArena::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::GetBusy(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), busy_);
+  return Napi::Boolean::New(info.Env(), busy_ || writes_in_flight_ > 0);
 }
 
 }  // namespace model_ema

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <mutex>
 
 #include "../kernels/arena.h"
 #include "../kernels/host_arena.h"
@@ -26,6 +27,8 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
 
   // Called by the async update when its work is done.
   void FinishAsync() { busy_ = false; }
+  // Called by each async write when its work is done.
+  void FinishWrite() { --writes_in_flight_; }
 
  private:
   Napi::Value Update(const Napi::CallbackInfo& info);
@@ -38,6 +41,7 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value WriteBytes(const Napi::CallbackInfo& info);
   Napi::Value ReadBytesInto(const Napi::CallbackInfo& info);
   Napi::Value WriteBytesAt(const Napi::CallbackInfo& info);
+  Napi::Value WriteBytesAtAsync(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
   Napi::Value ToDevice(const Napi::CallbackInfo& info);
   Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
@@ -53,8 +57,9 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
 
-  // The arena's layout, after checking it is neither disposed nor in use by async work.
-  const ArenaLayout& Usable(Napi::Env env, const char* method);
+  // The arena's layout, after checking it is neither disposed nor in use by async work (async
+  // writes are allowed alongside each other when `writing`).
+  const ArenaLayout& Usable(Napi::Env env, const char* method, bool writing = false);
   // info[0] read as the parameters in the two phases of ParamItems; `read_more` reads any other
   // argument whose reading can run JS, between the phases.
   template <typename ReadMore>
@@ -83,6 +88,9 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   int64_t reported_bytes_ = 0;    // external memory reported to V8
   unsigned threads_ = 1;
   bool busy_ = false;
+  // writeBytesAtAsync copies in flight: they may overlap each other, nothing else may run meanwhile.
+  unsigned writes_in_flight_ = 0;
+  std::shared_ptr<std::mutex> write_lock_ = std::make_shared<std::mutex>();  // held by each async write's copy
 };
 
 }  // namespace model_ema
