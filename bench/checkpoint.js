@@ -7,8 +7,9 @@
 //   python3 imports torch (skipped with a note otherwise);
 // - what bounds the work on one core: sha256 and first-touch (fresh page) copies, as MB/s.
 // Rounds are interleaved; each row reports its best round. Reads come from the page cache (the file
-// was just written) for every row alike.
-// Usage: node bench/checkpoint.js [--elements N] [--dir DIR] [--rounds R]
+// was just written) for every row alike. 'model-ema load()' loads into the EMA that saved (it streams
+// into save()'s spare copy); 'into a new EMA' is the resume case, fresh pages as for torch.load.
+// Usage: node bench/checkpoint.js [--elements N] [--dir DIR] [--rounds R (default 3)]
 // Peak RSS is Linux's VmHWM, reset before each phase (/proc/self/clear_refs), and reported above the
 // resident set at the start of the phase: what saving or loading adds.
 const childProcess = require('node:child_process');
@@ -93,7 +94,7 @@ function best(rows) {
 
 async function main() {
   const elements = arg('--elements');
-  const rounds = Number(arg('--rounds', 2));
+  const rounds = Number(arg('--rounds', 3));
   const sizes = elements ? [Number(elements)] : loadWorkload('gpt2-medium-like').sizes;
   const total = sizes.reduce((a, b) => a + b, 0);
   const dir = fs.mkdtempSync(path.join(arg('--dir', os.tmpdir()), 'model-ema-ckpt-'));
@@ -107,25 +108,42 @@ async function main() {
   const dataBytes = total * 4;
   console.log(`${sizes.length} tensors, ${total.toLocaleString()} float32 parameters (${(dataBytes / 1e6).toFixed(0)} MB of tensor data), files in ${dir}; ${os.cpus().length} CPUs, ${os.cpus()[0].model}`);
   if (python === null) console.log('PyTorch rows skipped: no python3 here imports torch (Debian: apt-get install python3-torch; or set PYTHON)');
-  const rows = { emaSave: [], emaLoad: [], torchSave: [], torchLoad: [], diskWrite: [], diskRead: [] };
+  const rows = { emaSave: [], emaLoad: [], emaLoadFresh: [], torchSave: [], torchLoad: [], diskWrite: [], diskRead: [] };
   const speeds = [];
   let torchVersion = '';
   try {
-    for (let round = 0; round < rounds; round++) {
-      const disk = await diskCeiling(path.join(dir, 'plain.bin'), dataBytes);
-      rows.diskWrite.push(disk.write);
-      rows.diskRead.push(disk.read);
-      rows.emaSave.push(await phase(() => ema.save(file)));
-      rows.emaLoad.push(await phase(() => ema.load(file)));
-      fs.rmSync(file);
-      if (python !== null) {
+    const groups = [
+      async () => {
+        const disk = await diskCeiling(path.join(dir, 'plain.bin'), dataBytes);
+        rows.diskWrite.push(disk.write);
+        rows.diskRead.push(disk.read);
+      },
+      async () => {
+        rows.emaSave.push(await phase(() => ema.save(file)));
+        rows.emaLoad.push(await phase(() => ema.load(file)));
+        // The resume case: a new EMA (no spare arena from a save) loads into fresh pages, as torch.load does.
+        const fresh = new ExponentialMovingAverage(params, { decay: 0.999 });
+        try {
+          rows.emaLoadFresh.push(await phase(() => fresh.load(file)));
+        } finally {
+          fresh.dispose();
+        }
+        fs.rmSync(file);
+      },
+      async () => {
+        if (python === null) return;
         const t = torchRound(python, sizesFile, dir);
         rows.torchSave.push(t.save);
         rows.torchLoad.push(t.load);
         torchVersion = t.version;
-      }
+      },
+    ];
+    for (let round = 0; round < rounds; round++) {
+      // Each round starts with another group: on a VM, what ran just before (a large free, a large
+      // write) changes the cost of fresh pages, and no row should always follow the same one.
+      for (let g = 0; g < groups.length; g++) await groups[(round + g) % groups.length]();
       speeds.push(coreSpeeds());
-      console.log(`round ${round + 1}: save ${rows.emaSave[round].seconds.toFixed(2)} s, load ${rows.emaLoad[round].seconds.toFixed(2)} s` +
+      console.log(`round ${round + 1}: save ${rows.emaSave[round].seconds.toFixed(2)} s, load ${rows.emaLoad[round].seconds.toFixed(2)} s, into a new EMA ${rows.emaLoadFresh[round].seconds.toFixed(2)} s` +
         (python === null ? '' : `; torch ${rows.torchSave[round].seconds.toFixed(2)} s, ${rows.torchLoad[round].seconds.toFixed(2)} s`));
     }
   } finally {
@@ -136,7 +154,7 @@ async function main() {
   const line = (label, row, ceiling, torch) => {
     const r = best(row);
     const vsTorch = torch && torch.length ? `  ${(r.seconds / best(torch).seconds).toFixed(2)}x torch` : '';
-    console.log(`${label.padEnd(22)} ${r.seconds.toFixed(2).padStart(6)} s  ${mbps(r.seconds).padStart(5)} MB/s  ${(best(ceiling).seconds / r.seconds).toFixed(2)} of disk  peak RSS +${r.peakMiB.toFixed(0)} MiB${vsTorch}`);
+    console.log(`${label.padEnd(22)} ${r.seconds.toFixed(2).padStart(6)} s  ${mbps(r.seconds).padStart(5)} MB/s  ${(best(ceiling).seconds / r.seconds).toFixed(2)} of disk  peak RSS +${Math.max(0, r.peakMiB).toFixed(0)} MiB${vsTorch}`);
   };
   console.log(`\nbest of ${rounds} interleaved rounds (MB = 1e6 bytes of tensor data)`);
   line('fs write + fsync', rows.diskWrite, rows.diskWrite);
@@ -144,6 +162,7 @@ async function main() {
   line('model-ema save()', rows.emaSave, rows.diskWrite, rows.torchSave);
   if (python !== null) line(`torch.save ${torchVersion}`, rows.torchSave, rows.diskWrite);
   line('model-ema load()', rows.emaLoad, rows.diskRead, rows.torchLoad);
+  line('load() into a new EMA', rows.emaLoadFresh, rows.diskRead, rows.torchLoad);
   if (python !== null) line(`torch.load ${torchVersion}`, rows.torchLoad, rows.diskRead);
   const top = (key) => Math.max(...speeds.map((s) => s[key])) / 1e6;
   console.log(`one core: sha256 ${top('sha256').toFixed(0)} MB/s, first-touch copy (fresh pages) ${top('freshCopy').toFixed(0)} MB/s`);

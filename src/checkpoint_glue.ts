@@ -1,7 +1,7 @@
 // Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
 // tensor, from the arenas or from copies of them that save() writes while training goes on), and a
 // checkpoint swapped in as new arenas (load() streams the file into them; deserialize() decodes bytes).
-import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
+import { arenaFromBytes, type ArenaRole, type CurrentArenas, type EmaArenas } from './arenas';
 import { type CheckpointFields, type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters, type TensorStore } from './checkpoint/ema_checkpoint';
 import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from './dtypes';
 import { ERROR_CODES } from './errors';
@@ -32,7 +32,11 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
     sizes: scalars.sizes,
     shapes: scalars.shapes,
     shadowBytes: (i) => shadows.readBytes(i),
-    collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
+    shadowInto: (i, out, byteOffset) => shadows.readBytesInto(i, byteOffset / elementBytes(shadows.dtype), out),
+    collected:
+      backup === null
+        ? null
+        : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i), into: (i, out, byteOffset) => backup.readBytesInto(i, byteOffset / elementBytes(backup.dtype), out) },
   };
 }
 
@@ -79,22 +83,25 @@ export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint,
   });
 }
 
-/** load()'s store: a new arena in the file's dtype, written as the file streams in. */
+const elementBytes = (dtype: StorageDType): number => SAFETENSORS_BYTES[SAFETENSORS_CODE[dtype]];
+
+/** load()'s store: an arena in the file's dtype, written as the file streams in. */
 interface ArenaStore extends TensorStore {
   readonly arena: ShadowArena;
 }
 
-function arenaStore(dtype: StorageDType, sizes: readonly number[], device: number | null): ArenaStore {
-  const arena = newShadowArena(dtype, sizes, device);
-  const elementBytes = SAFETENSORS_BYTES[SAFETENSORS_CODE[dtype]];
-  return { arena, write: (index, byteOffset, bytes) => arena.writeBytesAt(index, byteOffset / elementBytes, bytes) };
+function arenaStore(arena: ShadowArena): ArenaStore {
+  const bytes = elementBytes(arena.dtype);
+  // On libuv's pool: the copy (into fresh pages, the slow part of a load) runs while the next chunk is hashed.
+  return { arena, write: (index, byteOffset, data) => arena.writeBytesAtAsync(index, byteOffset / bytes, data) };
 }
 
 /**
- * load(): streams the checkpoint at `path` straight into new arenas on the shadows' device (each
- * tensor checked as it arrives), then swaps them in, converted to the shadows' dtype (the backup
- * stays in its saved dtype: it holds raw weights exactly). Returns the file's scalars for the caller
- * to install. On any failure the new arenas are freed and nothing changes.
+ * load(): streams the checkpoint at `path` straight into arenas on the shadows' device (each tensor
+ * checked as it arrives), then swaps them in, converted to the shadows' dtype (the backup stays in
+ * its saved dtype: it holds raw weights exactly). Returns the file's scalars for the caller to
+ * install. On any failure nothing changes. The arenas are save()'s spare copies when they fit (no
+ * fresh pages; the arenas they replace become the spares), else new ones.
  */
 export async function loadCheckpointInto(
   arenas: EmaArenas,
@@ -105,13 +112,18 @@ export async function loadCheckpointInto(
 ): Promise<TrainingScalars> {
   const device = arenas.current?.shadows.device ?? null;
   const made: ShadowArena[] = [];
-  const store = (dtype: StorageDType): ArenaStore => {
-    const created = arenaStore(dtype, sizes, device);
-    made.push(created.arena);
-    return created;
+  const spares = new Map<ShadowArena, ArenaRole>();
+  const store = (role: ArenaRole, dtype: StorageDType): ArenaStore => {
+    const spare = arenas.takeSpare(role, dtype, device);
+    if (spare !== null) spares.set(spare, role);
+    else made.push(newShadowArena(dtype, sizes, device));
+    return arenaStore(spare ?? made[made.length - 1]);
   };
   try {
-    const loaded = await loadEmaCheckpoint(path, expected, shard, ({ dtype, collectedDType }) => ({ shadow: store(dtype), collected: collectedDType && store(collectedDType) }));
+    const loaded = await loadEmaCheckpoint(path, expected, shard, ({ dtype, collectedDType }) => ({
+      shadow: store('shadows', dtype),
+      collected: collectedDType && store('backup', collectedDType),
+    }));
     const scalars = checkpointScalars(loaded);
     arenas.replace(({ shadows }) => {
       const file = loaded.shadow.arena;
@@ -121,11 +133,13 @@ export async function loadCheckpointInto(
       const next = file.dtype === shadows.dtype ? file : file.cast(shadows.dtype);
       if (next !== file) made.push(next);
       return { shadows: next, backup: loaded.collected && loaded.collected.arena };
-    });
-    for (const arena of made) if (arena !== arenas.current?.shadows && arena !== arenas.current?.backup) arena.dispose();
+    }, new Set(spares.values()));
+    const installed = [arenas.current?.shadows, arenas.current?.backup];
+    for (const arena of [...made, ...spares.keys()]) if (!installed.includes(arena)) arena.dispose();
     return scalars;
   } catch (error) {
     for (const arena of made) arena.dispose();
+    for (const [arena, role] of spares) arenas.reuse(role, arena);
     throw error;
   }
 }

@@ -84,8 +84,13 @@ export interface CheckpointSource {
   shapes?: readonly (readonly number[] | null)[];
   /** Raw little-endian shadow data of parameter `index` in `dtype`; called once per index, in order. */
   shadowBytes(index: number): ArrayBufferView;
-  /** The store() backup, or null when nothing is stored. */
-  collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView } | null;
+  /**
+   * Optional, preferred by file writers over shadowBytes: copies parameter `index`'s shadow bytes
+   * from `byteOffset` on into `out` (whole elements), so that a save streams through one small buffer.
+   */
+  shadowInto?(index: number, out: Uint8Array, byteOffset: number): void;
+  /** The store() backup (`into` as shadowInto), or null when nothing is stored. */
+  collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView; into?(index: number, out: Uint8Array, byteOffset: number): void } | null;
 }
 
 /** Where a long save() or load() is: tensor data bytes of `file` written or read so far, of `totalBytes`. */
@@ -139,8 +144,11 @@ export interface DecodedCheckpoint extends CheckpointFields {
  * arenas for load(), byte arrays for loadCheckpoint().
  */
 export interface TensorStore {
-  /** Copies `bytes` (whole elements, in the file's dtype) to byte `byteOffset` of tensor `index`. */
-  write(index: number, byteOffset: number, bytes: Uint8Array): void;
+  /**
+   * Copies `bytes` (whole elements, in the file's dtype; a view of a SharedArrayBuffer that stays
+   * unchanged until the returned promise settles) to byte `byteOffset` of tensor `index`.
+   */
+  write(index: number, byteOffset: number, bytes: Uint8Array): void | Promise<void>;
 }
 
 /** A validated checkpoint whose tensors were streamed into stores. */

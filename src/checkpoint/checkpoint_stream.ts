@@ -49,8 +49,9 @@ function checkedReceiver(name: string, digest: string, { store, index }: { store
   const hash = createHash('sha256');
   return {
     chunk(bytes, byteOffset) {
-      hash.update(bytes);
-      if (index !== null) store.write(index, byteOffset, bytes);
+      const writing = index === null ? undefined : store.write(index, byteOffset, bytes); // may run on another thread...
+      hash.update(bytes); // ...while this runs here
+      return writing;
     },
     end() {
       if (hash.digest('hex') !== digest) checksumMismatch(name);

@@ -14,6 +14,7 @@ import { codedError } from '../errors';
 import { writeFileAtomic } from './atomic_write';
 import { checkedHeaderLength, fail, parseHeader, type SafetensorsHeader, type TensorInfo } from './safetensors_decode';
 import { streamSafetensorsFile } from './safetensors_stream_read';
+import { writeTensorData } from './safetensors_stream_write';
 import { encodeHeader, isDeferred, layoutTensors, placeholderOf, producedBytes, type DeferredMetadata, type TensorSource } from './safetensors_encode';
 import { describeJsonValue } from './untrusted';
 
@@ -47,6 +48,7 @@ export function serializeSafetensors(
     const bytes = producedBytes(tensor, layout.byteLengths[i]);
     out.set(bytes, offset);
     tensor.written?.(bytes);
+    tensor.finished?.();
     offset += bytes.length;
   });
   if (isDeferred(metadata)) out.set(encodeHeader(layout.entries, metadata.final(), header.length - 8));
@@ -54,8 +56,8 @@ export function serializeSafetensors(
 }
 
 /**
- * Writes `path` atomically (see `writeFileAtomic`) and streamed: the header, then each tensor's
- * bytes one at a time, so at most one tensor's data is held at once.
+ * Writes `path` atomically (see `writeFileAtomic`) and streamed: the header, then the tensors'
+ * bytes through two reused buffers (writeTensorData), so no tensor's data is held at once.
  */
 export async function writeSafetensorsFile(
   path: string,
@@ -66,20 +68,12 @@ export async function writeSafetensorsFile(
   const layout = layoutTensors(tensors);
   const header = encodeHeader(layout.entries, placeholderOf(metadata));
   const totalBytes = layout.byteLengths.reduce((n, b) => n + b, 0);
+  let sum = 0;
+  const ends = layout.byteLengths.map((b) => (sum += b)); // where each tensor's data ends
   await writeFileAtomic(path, async (sink) => {
     await sink.append(header);
-    let done = 0;
-    for (let i = 0; i < tensors.length; i++) {
-      const bytes = producedBytes(tensors[i], layout.byteLengths[i]);
-      const writing = sink.append(bytes); // the write runs on libuv's thread pool...
-      try {
-        tensors[i].written?.(bytes); // ...while this runs here
-      } finally {
-        await writing;
-      }
-      done += bytes.byteLength;
-      onProgress?.({ file: path, bytes: done, totalBytes }); // a throw abandons the temporary file
-    }
+    // A listener's throw abandons the temporary file.
+    await writeTensorData(sink, tensors, layout.byteLengths, (i) => onProgress?.({ file: path, bytes: ends[i], totalBytes }));
     if (isDeferred(metadata)) await sink.writeAt(encodeHeader(layout.entries, metadata.final(), header.length - 8), 0);
   });
 }

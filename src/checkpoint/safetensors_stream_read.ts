@@ -1,25 +1,27 @@
 // Reading a safetensors file as a stream: the length field and header first (validated, shown to
 // the caller before any tensor data is read), then the data buffer in chunks of at most
-// STREAM_CHUNK_BYTES through two reused buffers, each tensor's bytes handed to its receiver in
-// order. The read of the next chunk (on libuv's thread pool) runs while the caller works on this
-// one (checksums, copies into an arena), and no buffer ever holds more than one chunk, however
-// large the file: a load needs the memory of its destination plus 2 chunks.
+// STREAM_CHUNK_BYTES through three reused buffers, each tensor's bytes handed to its receiver in
+// order. While the caller works on one chunk (checksums on this thread, copies into an arena on
+// libuv's pool), the next one is read (on the pool too), and no buffer ever holds more than one
+// chunk, however large the file: a load needs the memory of its destination plus 3 chunks.
 import { type FileHandle } from 'node:fs/promises';
 import { SAFETENSORS_BYTES } from '../dtypes';
 import type { ProgressListener } from './checkpoint_format';
 import { openRegularFile } from './checkpoint_file';
 import { checkedHeaderLength, fail, parseHeader, type HeaderEntry, type SafetensorsHeader } from './safetensors_decode';
 
-/** The most bytes one read buffer holds; two of them are all the memory a streamed read allocates. */
+/** The most bytes one read buffer holds; STREAM_BUFFERS of them are all the memory a streamed read allocates. */
 export const STREAM_CHUNK_BYTES = 16 << 20;
+export const STREAM_BUFFERS = 3;
 
 /** Where one tensor's bytes go as they arrive. */
 export interface TensorReceiver {
   /**
-   * `bytes` (whole elements of the tensor's dtype) are the tensor's data from `byteOffset` on; called
-   * in order, without gaps. The view is valid only during the call (its buffer is reused).
+   * `bytes` (whole elements of the tensor's dtype, a view of a SharedArrayBuffer) are the tensor's
+   * data from `byteOffset` on; called in order, without gaps. The view stays unchanged until the
+   * returned promise (if any) settles, and not longer: then its buffer is reused.
    */
-  chunk(bytes: Uint8Array, byteOffset: number): void;
+  chunk(bytes: Uint8Array, byteOffset: number): void | Promise<void>;
   /** Every byte of the tensor has arrived (also for a tensor of 0 bytes). */
   end(): void;
 }
@@ -62,40 +64,61 @@ async function streamData(
   receivers: readonly TensorReceiver[],
   progress: (bytes: number, total: number) => void,
 ): Promise<void> {
+  // What receivers still do with each buffer (their promises, whose failure is kept, never left unhandled).
+  const uses: Promise<void>[][] = Array.from({ length: STREAM_BUFFERS }, () => []);
+  let failure: { error: unknown } | null = null;
+  const release = async (b: number): Promise<void> => {
+    const pending = uses[b];
+    uses[b] = [];
+    await Promise.all(pending);
+    if (failure !== null) throw failure.error;
+  };
   let next = 0; // the first entry not yet ended
-  const deliver = (chunk: Uint8Array, start: number): void => {
+  const deliver = (chunk: Uint8Array, start: number, b: number): void => {
     const end = start + chunk.length;
     for (; next < entries.length; next++) {
       const { begin, end: tensorEnd } = entries[next];
       const from = Math.max(begin, start);
       const to = Math.min(tensorEnd, end);
-      if (to > from) receivers[next].chunk(chunk.subarray(from - start, to - start), from - begin);
+      if (to > from) {
+        const work = receivers[next].chunk(chunk.subarray(from - start, to - start), from - begin);
+        if (work) uses[b].push(work.catch((error: unknown) => void (failure ??= { error })));
+      }
       if (tensorEnd > end) return; // continues in the next chunk
       receivers[next].end();
     }
   };
   if (total === 0) {
-    deliver(new Uint8Array(0), 0);
+    deliver(new Uint8Array(0), 0, 0);
     if (entries.length > 0) progress(0, 0);
     return;
   }
   const chunkEnd = chunkEnds(entries, total);
-  const buffers = [0, 1].map(() => Buffer.allocUnsafeSlow(Math.min(STREAM_CHUNK_BYTES, total))); // each byte is read before it is used
-  const read = (k: number, start: number): Promise<Uint8Array> => readExactly(file, buffers[k % 2].subarray(0, chunkEnd(start) - start), dataStart + start);
+  const size = Math.min(STREAM_CHUNK_BYTES, total);
+  // SharedArrayBuffers: receivers may hand views of them to native work on other threads.
+  const buffers = Array.from({ length: STREAM_BUFFERS }, () => new Uint8Array(new SharedArrayBuffer(size)));
+  const read = async (k: number, start: number): Promise<Uint8Array> => {
+    const b = k % STREAM_BUFFERS;
+    await release(b); // whatever still reads this buffer, from STREAM_BUFFERS chunks ago
+    return readExactly(file, buffers[b].subarray(0, chunkEnd(start) - start), dataStart + start);
+  };
   let pending: Promise<Uint8Array> | null = read(0, 0);
-  for (let k = 0, start = 0; pending !== null; k++) {
-    const chunk: Uint8Array = await pending;
-    const end = start + chunk.length;
-    // The next read fills the other buffer while this chunk is checked and copied.
-    pending = end < total ? read(k + 1, end) : null;
-    try {
-      deliver(chunk, start);
+  try {
+    for (let k = 0, start = 0; pending !== null; k++) {
+      const chunk: Uint8Array = await pending;
+      const end = start + chunk.length;
+      // The next read fills another buffer while this chunk is checked and copied.
+      pending = end < total ? read(k + 1, end) : null;
+      deliver(chunk, start, k % STREAM_BUFFERS);
       progress(end, total);
-    } catch (error) {
-      await pending?.catch(() => undefined); // the file is closed only once no read uses it
-      throw error;
+      start = end;
     }
-    start = end;
+    for (let b = 0; b < STREAM_BUFFERS; b++) await release(b);
+  } catch (error) {
+    // The file is closed, and the receivers' destinations freed, only once nothing uses them.
+    await pending?.catch(() => undefined);
+    await Promise.all(uses.flat());
+    throw error;
   }
 }
 
