@@ -108,7 +108,7 @@ async function main() {
   const dataBytes = total * 4;
   console.log(`${sizes.length} tensors, ${total.toLocaleString()} float32 parameters (${(dataBytes / 1e6).toFixed(0)} MB of tensor data), files in ${dir}; ${os.cpus().length} CPUs, ${os.cpus()[0].model}`);
   if (python === null) console.log('PyTorch rows skipped: no python3 here imports torch (Debian: apt-get install python3-torch; or set PYTHON)');
-  const rows = { emaSave: [], emaLoad: [], emaLoadFresh: [], torchSave: [], torchLoad: [], diskWrite: [], diskRead: [] };
+  const rows = { emaSave: [], emaSaveCopy: [], emaSaveWrite: [], emaLoad: [], emaLoadFresh: [], torchSave: [], torchLoad: [], diskWrite: [], diskRead: [] };
   const speeds = [];
   let torchVersion = '';
   try {
@@ -119,7 +119,15 @@ async function main() {
         rows.diskRead.push(disk.read);
       },
       async () => {
-        rows.emaSave.push(await phase(() => ema.save(file)));
+        let call = 0;
+        rows.emaSave.push(await phase(() => {
+          const start = process.hrtime.bigint();
+          const saving = ema.save(file); // copies the arenas before it returns: the file holds this moment
+          call = Number(process.hrtime.bigint() - start) / 1e9;
+          return saving;
+        }));
+        rows.emaSaveCopy.push({ seconds: call, peakMiB: NaN });
+        rows.emaSaveWrite.push({ seconds: rows.emaSave[rows.emaSave.length - 1].seconds - call, peakMiB: NaN });
         rows.emaLoad.push(await phase(() => ema.load(file)));
         // The resume case: a new EMA (no spare arena from a save) loads into fresh pages, as torch.load does.
         const fresh = new ExponentialMovingAverage(params, { decay: 0.999 });
@@ -143,7 +151,7 @@ async function main() {
       // write) changes the cost of fresh pages, and no row should always follow the same one.
       for (let g = 0; g < groups.length; g++) await groups[(round + g) % groups.length]();
       speeds.push(coreSpeeds());
-      console.log(`round ${round + 1}: save ${rows.emaSave[round].seconds.toFixed(2)} s, load ${rows.emaLoad[round].seconds.toFixed(2)} s, into a new EMA ${rows.emaLoadFresh[round].seconds.toFixed(2)} s` +
+      console.log(`round ${round + 1}: save ${rows.emaSave[round].seconds.toFixed(2)} s (copy ${rows.emaSaveCopy[round].seconds.toFixed(2)} s), load ${rows.emaLoad[round].seconds.toFixed(2)} s, into a new EMA ${rows.emaLoadFresh[round].seconds.toFixed(2)} s` +
         (python === null ? '' : `; torch ${rows.torchSave[round].seconds.toFixed(2)} s, ${rows.torchLoad[round].seconds.toFixed(2)} s`));
     }
   } finally {
@@ -154,12 +162,15 @@ async function main() {
   const line = (label, row, ceiling, torch) => {
     const r = best(row);
     const vsTorch = torch && torch.length ? `  ${(r.seconds / best(torch).seconds).toFixed(2)}x torch` : '';
-    console.log(`${label.padEnd(22)} ${r.seconds.toFixed(2).padStart(6)} s  ${mbps(r.seconds).padStart(5)} MB/s  ${(best(ceiling).seconds / r.seconds).toFixed(2)} of disk  peak RSS +${Math.max(0, r.peakMiB).toFixed(0)} MiB${vsTorch}`);
+    const rss = Number.isNaN(r.peakMiB) ? '' : `  peak RSS +${Math.max(0, r.peakMiB).toFixed(0)} MiB`;
+    console.log(`${label.padEnd(22)} ${r.seconds.toFixed(2).padStart(6)} s  ${mbps(r.seconds).padStart(5)} MB/s  ${(best(ceiling).seconds / r.seconds).toFixed(2)} of disk${rss}${vsTorch}`);
   };
   console.log(`\nbest of ${rounds} interleaved rounds (MB = 1e6 bytes of tensor data)`);
   line('fs write + fsync', rows.diskWrite, rows.diskWrite);
   line('fs read', rows.diskRead, rows.diskRead);
   line('model-ema save()', rows.emaSave, rows.diskWrite, rows.torchSave);
+  line(' its copy at the call', rows.emaSaveCopy, rows.diskWrite, rows.torchSave);
+  line(' its file writing', rows.emaSaveWrite, rows.diskWrite, rows.torchSave);
   if (python !== null) line(`torch.save ${torchVersion}`, rows.torchSave, rows.diskWrite);
   line('model-ema load()', rows.emaLoad, rows.diskRead, rows.torchLoad);
   line('load() into a new EMA', rows.emaLoadFresh, rows.diskRead, rows.torchLoad);
