@@ -65,7 +65,7 @@ export declare class ShadowArena {
   /** Threads one call may use, 1 to cpuInfo().threads. */
   threads: number;
   readonly disposed: boolean;
-  /** True while an updateAsync() is running. */
+  /** True while an updateAsync() or a writeBytesAtAsync() is running. */
   readonly busy: boolean;
   /**
    * Each shadow updated from its parameter as `description` says, every tensor in one pass. Returns
@@ -105,6 +105,20 @@ export declare class ShadowArena {
   readBytes(index: number): Uint8Array;
   /** Overwrites one tensor with raw storage bytes (byteLength = size x dtype size). */
   writeBytes(index: number, bytes: Uint8Array): void;
+  /**
+   * Part of one tensor's raw storage bytes into `out`: `out.byteLength` bytes (whole elements) from
+   * element `elementOffset` on, within the tensor. Lets a caller stream a tensor through one buffer.
+   */
+  readBytesInto(index: number, elementOffset: number, out: Uint8Array): void;
+  /** Overwrites part of one tensor with raw storage bytes: whole elements, from element `elementOffset` on, within the tensor. */
+  writeBytesAt(index: number, elementOffset: number, bytes: Uint8Array): void;
+  /**
+   * writeBytesAt() on a libuv thread. `bytes` must be a view of a SharedArrayBuffer (memory that
+   * cannot be detached while the copy reads it; TypeError otherwise), kept alive until the promise
+   * settles; the caller must not write it meanwhile. Several may run at once; every other method
+   * throws (busy) until all have settled.
+   */
+  writeBytesAtAsync(index: number, elementOffset: number, bytes: Uint8Array): Promise<void>;
   /** A new arena on the same device holding these values converted to `dtype` (round to nearest even). */
   cast(dtype: StorageDType): ShadowArena;
   /** A new arena with the same dtype and values on `device` (a CUDA device index, or null for host memory). */

@@ -91,6 +91,7 @@ export type TrackArena = <A extends ShadowArena | null>(arena: A) => A;
 
 /** Which arena save() copies. */
 export type ArenaRole = 'shadows' | 'backup';
+const NO_ROLES: ReadonlySet<ArenaRole> = new Set();
 
 /** The shadows and the store() backup of one EMA, and the spare arenas save() copies them into. */
 export class EmaArenas {
@@ -114,9 +115,9 @@ export class EmaArenas {
    * arenas, passing each new arena through `track` as soon as it exists, and returns what changes
    * (it may also write into the current arenas, after every check that can fail). If `build`
    * throws, every arena it tracked is disposed and nothing changes; otherwise the new arenas are
-   * swapped in and the ones they replace disposed.
+   * swapped in and the ones they replace disposed (those of `spareRoles` kept as spares, see takeSpare).
    */
-  replace(build: (current: CurrentArenas, track: TrackArena) => ArenaChange): void {
+  replace(build: (current: CurrentArenas, track: TrackArena) => ArenaChange, spareRoles: ReadonlySet<ArenaRole> = NO_ROLES): void {
     const current = this.current;
     if (current === null) throw codedError('DISPOSED', 'EmaArenas.replace(): the arenas were disposed');
     const kept = (arena: ShadowArena): boolean => arena === current.shadows || arena === current.backup;
@@ -134,8 +135,10 @@ export class EmaArenas {
     }
     const shadows = change.shadows ?? current.shadows;
     const backup = change.backup === undefined ? current.backup : change.backup;
-    for (const old of [current.shadows, current.backup]) {
-      if (old !== null && old !== shadows && old !== backup) old.dispose();
+    for (const [role, old] of [['shadows', current.shadows], ['backup', current.backup]] as const) {
+      if (old === null || old === shadows || old === backup) continue;
+      if (spareRoles.has(role)) this.reuse(role, old); // a spare when none is held, else disposed
+      else old.dispose();
     }
     this.#shadows = shadows;
     this.#backup = backup;
@@ -158,6 +161,18 @@ export class EmaArenas {
     }
     spare?.dispose();
     return source.cast(source.dtype);
+  }
+
+  /**
+   * The spare of `role` (contents undefined), taken out when it has `dtype` and is on `device`:
+   * load() streams a file into it rather than into fresh pages, and on success hands the arena it
+   * replaced back as the spare (replace's `spareRoles`), so the memory held stays the same.
+   */
+  takeSpare(role: ArenaRole, dtype: StorageDType, device: number | null): ShadowArena | null {
+    const spare = this.#spares.get(role);
+    if (spare === undefined || spare.dtype !== dtype || spare.device !== device) return null;
+    this.#spares.delete(role);
+    return spare;
   }
 
   /** Takes a copy back as the spare for the next copy(); frees it when a spare is kept already or the arenas are disposed. */

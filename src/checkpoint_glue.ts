@@ -1,12 +1,13 @@
 // Checkpoint glue: an EMA's state as the checkpoint codec's CheckpointSource (read lazily, tensor by
 // tensor, from the arenas or from copies of them that save() writes while training goes on), and a
-// decoded checkpoint swapped in as new arenas.
-import { arenaFromBytes, type CurrentArenas, type EmaArenas } from './arenas';
-import { type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
+// checkpoint swapped in as new arenas (load() streams the file into them; deserialize() decodes bytes).
+import { arenaFromBytes, type ArenaRole, type CurrentArenas, type EmaArenas } from './arenas';
+import { type CheckpointFields, type CheckpointSource, type ProgressListener, type CollectedDType, type DecodedCheckpoint, type ExpectedParameters, type TensorStore } from './checkpoint/ema_checkpoint';
+import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from './dtypes';
 import { ERROR_CODES } from './errors';
 import { checkFloat16Range, valuesOfBytes } from './float16_range';
-import type { ShadowArena } from './native';
-import { saveEmaCheckpoint } from './shard/checkpoint';
+import { newShadowArena, type ShadowArena, type StorageDType } from './native';
+import { loadEmaCheckpoint, saveEmaCheckpoint } from './shard/checkpoint';
 import type { ShardLayout } from './shard/layout';
 import { parseLoadOptions } from './options';
 import { checkScheduleState } from './schedule_state';
@@ -31,7 +32,11 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
     sizes: scalars.sizes,
     shapes: scalars.shapes,
     shadowBytes: (i) => shadows.readBytes(i),
-    collected: backup === null ? null : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i) },
+    shadowInto: (i, out, byteOffset) => shadows.readBytesInto(i, byteOffset / elementBytes(shadows.dtype), out),
+    collected:
+      backup === null
+        ? null
+        : { dtype: backup.dtype as CollectedDType, bytes: (i) => backup.readBytes(i), into: (i, out, byteOffset) => backup.readBytesInto(i, byteOffset / elementBytes(backup.dtype), out) },
   };
 }
 
@@ -39,7 +44,7 @@ export function checkpointSource(scalars: CheckpointScalars, { shadows, backup }
  * A decoded checkpoint's scalars: a file from before schedules means 'torch_ema' or 'constant' by
  * its numUpdates, one from before the non-finite guard has statistics of 0.
  */
-export function checkpointScalars(decoded: DecodedCheckpoint): TrainingScalars {
+export function checkpointScalars(decoded: CheckpointFields): TrainingScalars {
   try {
     const state = checkScheduleState(decoded.progress?.schedule, decoded.numUpdates, decoded.progress ?? {}, 'checkpoint');
     return { ...state, decay: decoded.decay, nonFiniteStats: { ...decoded.nonFiniteStats } };
@@ -76,6 +81,67 @@ export function installCheckpoint(arenas: EmaArenas, decoded: DecodedCheckpoint,
         : null;
     return { shadows: nextShadows, backup };
   });
+}
+
+const elementBytes = (dtype: StorageDType): number => SAFETENSORS_BYTES[SAFETENSORS_CODE[dtype]];
+
+/** load()'s store: an arena in the file's dtype, written as the file streams in. */
+interface ArenaStore extends TensorStore {
+  readonly arena: ShadowArena;
+}
+
+function arenaStore(arena: ShadowArena): ArenaStore {
+  const bytes = elementBytes(arena.dtype);
+  // On libuv's pool: the copy (into fresh pages, the slow part of a load) runs while the next chunk is hashed.
+  return { arena, write: (index, byteOffset, data) => arena.writeBytesAtAsync(index, byteOffset / bytes, data) };
+}
+
+/**
+ * load(): streams the checkpoint at `path` straight into arenas on the shadows' device (each tensor
+ * checked as it arrives), then swaps them in, converted to the shadows' dtype (the backup stays in
+ * its saved dtype: it holds raw weights exactly). Returns the file's scalars for the caller to
+ * install. On any failure nothing changes. The arenas are save()'s spare copies when they fit (no
+ * fresh pages; the arenas they replace become the spares), else new ones.
+ */
+export async function loadCheckpointInto(
+  arenas: EmaArenas,
+  path: string,
+  expected: ExpectedParameters,
+  shard: ShardLayout | null,
+  { sizes, names }: { sizes: readonly number[]; names: readonly (string | null)[] },
+): Promise<TrainingScalars> {
+  const device = arenas.current?.shadows.device ?? null;
+  const made: ShadowArena[] = [];
+  const spares = new Map<ShadowArena, ArenaRole>();
+  const store = (role: ArenaRole, dtype: StorageDType): ArenaStore => {
+    const spare = arenas.takeSpare(role, dtype, device);
+    if (spare !== null) spares.set(spare, role);
+    else made.push(newShadowArena(dtype, sizes, device));
+    return arenaStore(spare ?? made[made.length - 1]);
+  };
+  try {
+    const loaded = await loadEmaCheckpoint(path, expected, shard, ({ dtype, collectedDType }) => ({
+      shadow: store('shadows', dtype),
+      collected: collectedDType && store('backup', collectedDType),
+    }));
+    const scalars = checkpointScalars(loaded);
+    arenas.replace(({ shadows }) => {
+      const file = loaded.shadow.arena;
+      if (shadows.dtype === 'float16' && loaded.dtype !== 'float16') {
+        checkFloat16Range(sizes.length, (i) => file.read(i), (i) => names[i], 'checkpoint shadows');
+      }
+      const next = file.dtype === shadows.dtype ? file : file.cast(shadows.dtype);
+      if (next !== file) made.push(next);
+      return { shadows: next, backup: loaded.collected && loaded.collected.arena };
+    }, new Set(spares.values()));
+    const installed = [arenas.current?.shadows, arenas.current?.backup];
+    for (const arena of [...made, ...spares.keys()]) if (!installed.includes(arena)) arena.dispose();
+    return scalars;
+  } catch (error) {
+    for (const arena of made) arena.dispose();
+    for (const [arena, role] of spares) arenas.reuse(role, arena);
+    throw error;
+  }
 }
 
 /** A checkpoint over copies of the arenas, and what frees the copies. */

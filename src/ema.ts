@@ -6,7 +6,7 @@
 import { types } from 'node:util';
 import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type CurrentArenas } from './arenas';
 import { deserializeCheckpoint, serializeCheckpoint, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
-import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, saveCopiedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
+import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, loadCheckpointInto, saveCopiedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
 import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
@@ -23,7 +23,6 @@ import { asyncInputs, QueuedSnapshots, updateFrom, type AsyncInputs } from './as
 import { AveragedParametersScope, runInScope } from './scope';
 import { ScopeStack } from './scope_stack';
 import { SerialQueue } from './serial_queue';
-import { loadEmaCheckpoint } from './shard/checkpoint';
 import type { ShardInfo, ShardLayout } from './shard/layout';
 import { EmaStateDict, installStateDict, stateDictOf, validateStateDict } from './state_dict';
 import { TrainingState, type FixedCall, type NonFiniteStats } from './training_state';
@@ -257,7 +256,8 @@ export class ExponentialMovingAverage implements Disposable {
     }
     return this.#queue.run(async () => {
       this.#open('load()');
-      this.#applyCheckpoint(await loadEmaCheckpoint(path, expected, this.#shard), 'load()');
+      const scalars = await loadCheckpointInto(this.#arenas, path, expected, this.#shard, { sizes: this.#sizes, names: this.#registered.names });
+      this.#state.install(scalars);
     }, true);
   }
 

@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "async_update.h"
+#include "async_write.h"
 #include "snapshot_copy.h"
 
 namespace model_ema {
@@ -53,6 +54,9 @@ Napi::Function ShadowArena::Define(Napi::Env env) {
           InstanceMethod<&ShadowArena::Read>("read"),
           InstanceMethod<&ShadowArena::ReadBytes>("readBytes"),
           InstanceMethod<&ShadowArena::WriteBytes>("writeBytes"),
+          InstanceMethod<&ShadowArena::ReadBytesInto>("readBytesInto"),
+          InstanceMethod<&ShadowArena::WriteBytesAt>("writeBytesAt"),
+          InstanceMethod<&ShadowArena::WriteBytesAtAsync>("writeBytesAtAsync"),
           InstanceMethod<&ShadowArena::Cast>("cast"),
           InstanceMethod<&ShadowArena::ToDevice>("toDevice"),
           InstanceMethod<&ShadowArena::CountNonFinite>("countNonFinite"),
@@ -119,7 +123,7 @@ void ShadowArena::ReleaseMemory() {
 
 const ArenaLayout* ShadowArena::Layout() const { return arena_ ? &arena_->layout() : nullptr; }
 
-const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
+const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method, bool writing) {
   const ArenaLayout* layout = Layout();
   if (layout == nullptr) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
@@ -128,6 +132,10 @@ const ArenaLayout& ShadowArena::Usable(Napi::Env env, const char* method) {
   if (busy_) {
     throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
                                     "() while an updateAsync() on this arena is running; await it first");
+  }
+  if (writes_in_flight_ > 0 && !writing) {
+    throw Napi::Error::New(env, std::string("Cannot call ShadowArena.") + method +
+                                    "() while a writeBytesAtAsync() on this arena is running; await it first");
   }
   return *layout;
 }
@@ -278,6 +286,79 @@ Napi::Value ShadowArena::WriteBytes(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+ShadowArena::ByteRange ShadowArena::TensorByteRange(const Napi::CallbackInfo& info, const ArenaLayout& layout, size_t t,
+                                                         const char* bytes_arg) {
+  Napi::Env env = info.Env();
+  const size_t size = layout.size(t);
+  const size_t element = DTypeSize(layout.dtype());
+  const size_t offset = ParseIndex(info[1], "elementOffset", SIZE_MAX);
+  if (offset > size) {
+    ThrowRangeError(env, "at most " + std::to_string(size) + " (tensor " + std::to_string(t) + "'s element count)",
+                    "elementOffset", std::to_string(offset));
+  }
+  const Napi::Value value = info[2];
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowTypeError(env, "a Uint8Array", bytes_arg, value);
+  }
+  size_t length = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, value, nullptr, &length, &data, &buffer, nullptr), {});
+  bool detached = false;
+  NAPI_THROW_IF_FAILED(env, napi_is_detached_arraybuffer(env, buffer, &detached), {});
+  if (detached) ThrowTypeError(env, "a Uint8Array whose buffer is not detached", bytes_arg, value);
+  if (length % element != 0) {
+    ThrowRangeError(env, "a multiple of " + std::to_string(element) + " bytes (whole " + DTypeName(layout.dtype()) + " elements)",
+                    bytes_arg, std::to_string(length) + " bytes");
+  }
+  if (length / element > size - offset) {
+    ThrowRangeError(env, "at most " + std::to_string((size - offset) * element) + " bytes (tensor " + std::to_string(t) + " has " +
+                             std::to_string(size) + " elements, from elementOffset " + std::to_string(offset) + ")",
+                    bytes_arg, std::to_string(length) + " bytes");
+  }
+  return {offset * element, length, static_cast<uint8_t*>(data)};
+}
+
+// Part of a tensor into `bytes`, which is reused: save() streams a copy through one buffer.
+Napi::Value ShadowArena::ReadBytesInto(const Napi::CallbackInfo& info) {
+  const ArenaLayout& layout = Usable(info.Env(), "readBytesInto");
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "out");
+  arena_->ReadTensorRange(t, range.offset, range.length, range.data);
+  return info.Env().Undefined();
+}
+
+// `bytes` into part of a tensor: load() streams a file into a new arena chunk by chunk.
+Napi::Value ShadowArena::WriteBytesAt(const Napi::CallbackInfo& info) {
+  const ArenaLayout& layout = Usable(info.Env(), "writeBytesAt");
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "bytes");
+  arena_->WriteTensorRange(t, range.offset, range.length, range.data);
+  return info.Env().Undefined();
+}
+
+// writeBytesAt on a libuv thread. The bytes are read in place, so only SharedArrayBuffer memory is
+// taken (an ArrayBuffer could be detached or transferred while the copy runs); it is kept alive
+// until the promise settles, and must not be written meanwhile.
+Napi::Value ShadowArena::WriteBytesAtAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const ArenaLayout& layout = Usable(env, "writeBytesAtAsync", true);
+  const size_t t = ParseIndex(info[0], "index", layout.tensor_count());
+  const ByteRange range = TensorByteRange(info, layout, t, "bytes");
+  napi_value buffer;
+  NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, info[2], nullptr, nullptr, nullptr, &buffer, nullptr), {});
+  bool is_array_buffer = false;  // Node-API tells ArrayBuffers apart; any other buffer is a SharedArrayBuffer
+  NAPI_THROW_IF_FAILED(env, napi_is_arraybuffer(env, buffer, &is_array_buffer), {});
+  if (is_array_buffer) {
+    ThrowTypeError(env, "a Uint8Array over a SharedArrayBuffer (an ArrayBuffer can be detached or transferred while the copy runs)", "bytes", info[2]);
+  }
+  auto* work = new AsyncWrite(info.This().As<Napi::Object>(), this, arena_, write_lock_, t, range.offset, range.length, range.data, info[2]);
+  Napi::Promise promise = work->Promise();
+  ++writes_in_flight_;
+  work->Queue();
+  return promise;
+}
+
 Napi::Value ShadowArena::Cast(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Usable(env, "cast");
@@ -298,9 +379,9 @@ Napi::Value ShadowArena::CountNonFinite(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::Dispose(const Napi::CallbackInfo& info) {
-  if (busy_) {
-    throw Napi::Error::New(info.Env(),
-                           "Cannot dispose a ShadowArena while an updateAsync() on it is running");
+  if (busy_ || writes_in_flight_ > 0) {
+    throw Napi::Error::New(info.Env(), std::string("Cannot dispose a ShadowArena while ") +
+                                           (busy_ ? "an updateAsync()" : "a writeBytesAtAsync()") + " on it is running");
   }
   ReleaseMemory();
   return info.Env().Undefined();
@@ -355,7 +436,7 @@ Napi::Value ShadowArena::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ShadowArena::GetBusy(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), busy_);
+  return Napi::Boolean::New(info.Env(), busy_ || writes_in_flight_ > 0);
 }
 
 }  // namespace model_ema

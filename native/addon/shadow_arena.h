@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
 
   // Called by the async update when its work is done.
   void FinishAsync() { busy_ = false; }
+  // Called by each async write when its work is done.
+  void FinishWrite() { --writes_in_flight_; }
 
  private:
   Napi::Value Update(const Napi::CallbackInfo& info);
@@ -45,6 +48,9 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadBytes(const Napi::CallbackInfo& info);
   Napi::Value WriteBytes(const Napi::CallbackInfo& info);
+  Napi::Value ReadBytesInto(const Napi::CallbackInfo& info);
+  Napi::Value WriteBytesAt(const Napi::CallbackInfo& info);
+  Napi::Value WriteBytesAtAsync(const Napi::CallbackInfo& info);
   Napi::Value Cast(const Napi::CallbackInfo& info);
   Napi::Value ToDevice(const Napi::CallbackInfo& info);
   Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
@@ -60,8 +66,9 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetBusy(const Napi::CallbackInfo& info);
 
-  // The arena's layout, after checking it is neither disposed nor in use by async work.
-  const ArenaLayout& Usable(Napi::Env env, const char* method);
+  // The arena's layout, after checking it is neither disposed nor in use by async work (async
+  // writes are allowed alongside each other when `writing`).
+  const ArenaLayout& Usable(Napi::Env env, const char* method, bool writing = false);
   // info[0] read as the parameters in the two phases of ParamItems; `read_more` reads any other
   // argument whose reading can run JS, between the phases.
   template <typename ReadMore>
@@ -76,6 +83,14 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   // Snapshots the parameters (unless in place), marks the targets busy and queues the work.
   Napi::Value QueueAsyncUpdate(Napi::Env env, std::vector<AsyncTarget> targets, bool several,
                                const std::vector<Napi::Value>& items, ParamList params, bool in_place);
+  // info[1] (elementOffset) and info[2] (a Uint8Array of whole elements, named `bytes_arg` in errors)
+  // checked against tensor `t`: the byte range they name, and the typed array's data.
+  struct ByteRange {
+    size_t offset;
+    size_t length;
+    uint8_t* data;
+  };
+  ByteRange TensorByteRange(const Napi::CallbackInfo& info, const ArenaLayout& layout, size_t t, const char* bytes_arg);
   Napi::Array SizesArray(Napi::Env env) const;  // empty once disposed
   CpuContext Cpu() const;
   // A new arena object of this one's sizes and thread count, with `dtype`, on `device` (-1: host),
@@ -91,6 +106,9 @@ class ShadowArena : public Napi::ObjectWrap<ShadowArena> {
   int64_t reported_bytes_ = 0;    // external memory reported to V8
   unsigned threads_ = 1;
   bool busy_ = false;
+  // writeBytesAtAsync copies in flight: they may overlap each other, nothing else may run meanwhile.
+  unsigned writes_in_flight_ = 0;
+  std::shared_ptr<std::mutex> write_lock_ = std::make_shared<std::mutex>();  // held by each async write's copy
 };
 
 }  // namespace model_ema

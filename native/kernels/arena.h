@@ -61,8 +61,13 @@ class Arena {
   // One tensor converted into a host buffer of a parameter type.
   virtual void ReadTensor(const CpuContext& cpu, size_t tensor, ParamBuffer out) const = 0;
   // One tensor's raw storage bytes (size x dtype size) to or from host memory.
-  virtual void ReadTensorBytes(size_t tensor, void* out) const = 0;
-  virtual void WriteTensorBytes(size_t tensor, const void* bytes) = 0;
+  void ReadTensorBytes(size_t tensor, void* out) const { ReadTensorRange(tensor, 0, TensorByteLength(tensor), out); }
+  void WriteTensorBytes(size_t tensor, const void* bytes) { WriteTensorRange(tensor, 0, TensorByteLength(tensor), bytes); }
+  // `length` raw bytes of one tensor from byte `offset` on, to or from host memory: a checkpoint
+  // streams a large tensor through a small buffer this way. The caller checked the range.
+  virtual void ReadTensorRange(size_t tensor, size_t offset, size_t length, void* out) const = 0;
+  virtual void WriteTensorRange(size_t tensor, size_t offset, size_t length, const void* bytes) = 0;
+  size_t TensorByteLength(size_t tensor) const { return layout_.size(tensor) * DTypeSize(layout_.dtype()); }
   // The whole padded block (layout().byte_length() bytes) into host memory.
   virtual void CopyBlockToHost(void* out) const = 0;
   // The block's address, in the memory of device() (null when the block is empty).

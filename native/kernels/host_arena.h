@@ -21,8 +21,8 @@ class HostArena final : public Arena {
   void CopyFrom(const CpuContext& cpu, const Arena& source) override;
   size_t CountNonFinite(const CpuContext& cpu) const override;
   void ReadTensor(const CpuContext& cpu, size_t tensor, ParamBuffer out) const override;
-  void ReadTensorBytes(size_t tensor, void* out) const override;
-  void WriteTensorBytes(size_t tensor, const void* bytes) override;
+  void ReadTensorRange(size_t tensor, size_t offset, size_t length, void* out) const override;
+  void WriteTensorRange(size_t tensor, size_t offset, size_t length, const void* bytes) override;
   void CopyBlockToHost(void* out) const override;
   const void* block() const override { return data_; }
 

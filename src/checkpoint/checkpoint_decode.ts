@@ -25,7 +25,7 @@ import type { SafetensorsHeader, TensorInfo } from './safetensors_decode';
 import { describeJsonValue } from './untrusted';
 
 /** What the header of a valid checkpoint says: scalars, and per group the tensor names in parameter order. */
-interface CheckpointHeader {
+export interface CheckpointHeader {
   decay: number;
   numUpdates: number | null;
   progress: CheckpointProgress | null;
@@ -128,7 +128,7 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
       const { dtype, shape, bytes } = data.get(name)!;
       // parseSafetensors guarantees this; a hand-built ParsedSafetensors may not.
       if (bytes.length !== shape.reduce((n, d) => n * d, SAFETENSORS_BYTES[dtype])) fail(`tensor ${describeJsonValue(name)} has ${bytes.length} bytes, which does not match its shape`);
-      if (sha256(bytes) !== header.digests.get(name)) fail(`checksum of tensor ${describeJsonValue(name)} does not match its data (corrupted, or swapped with another tensor)`);
+      if (sha256(bytes) !== header.digests.get(name)) checksumMismatch(name);
       return bytes;
     });
   return {
@@ -141,6 +141,11 @@ export function decodeCheckpoint(parsed: ParsedSafetensors, expected: ExpectedPa
     collected: header.collectedNames && bytesOf(header.collectedNames),
     collectedDType: header.collectedDType,
   };
+}
+
+/** The error of a tensor whose data does not have its checksum. */
+export function checksumMismatch(name: string): never {
+  fail(`checksum of tensor ${describeJsonValue(name)} does not match its data (corrupted, or swapped with another tensor)`);
 }
 
 function fail(what: string): never {

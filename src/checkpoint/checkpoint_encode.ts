@@ -1,5 +1,6 @@
 // Writing a checkpoint (the format is in checkpoint_format.ts): an EMA's state as safetensors
 // tensors, read lazily and checksummed as each is written, plus the metadata strings.
+import { createHash } from 'node:crypto';
 import { isStorageDType, SAFETENSORS_CODE, type SafetensorsDType } from '../dtypes';
 import { codedError } from '../errors';
 import {
@@ -9,7 +10,6 @@ import {
   METADATA_KEYS,
   metadataDigest,
   parameterKeys,
-  sha256,
   SHADOW_PREFIX,
   type CheckpointSource,
   type DigestedMetadataKey,
@@ -58,20 +58,28 @@ export function encodeCheckpoint(source: CheckpointSource): { tensors: TensorSou
   };
 
   const digests = new Map<string, string>();
-  const tensor = (name: string, type: SafetensorsDType, shape: number[], read: () => ArrayBufferView): TensorSource => ({
-    name,
-    dtype: type,
-    shape,
-    bytes: read,
-    written(bytes) {
-      digests.set(name, sha256(bytes));
-    },
-  });
+  // Each tensor's sha256 is computed piece by piece, as the writer hands its bytes on.
+  const tensor = (name: string, type: SafetensorsDType, shape: number[], read: () => ArrayBufferView, readInto?: TensorSource['readInto']): TensorSource => {
+    const hash = createHash('sha256');
+    return {
+      name,
+      dtype: type,
+      shape,
+      bytes: read,
+      readInto,
+      written: (bytes) => void hash.update(bytes),
+      finished: () => void digests.set(name, hash.digest('hex')),
+    };
+  };
   const keys = parameterKeys(names);
-  const tensors = keys.map((key, i) => tensor(`${SHADOW_PREFIX}${key}`, SAFETENSORS_CODE[dtype], shapeOf(i), () => source.shadowBytes(i)));
+  const shadowInto = source.shadowInto;
+  const tensors = keys.map((key, i) =>
+    tensor(`${SHADOW_PREFIX}${key}`, SAFETENSORS_CODE[dtype], shapeOf(i), () => source.shadowBytes(i), shadowInto && ((out, offset) => shadowInto(i, out, offset))),
+  );
   if (collected !== null) {
     const type = SAFETENSORS_CODE[collected.dtype];
-    keys.forEach((key, i) => tensors.push(tensor(`${COLLECTED_PREFIX}${key}`, type, shapeOf(i), () => collected.bytes(i))));
+    const into = collected.into;
+    keys.forEach((key, i) => tensors.push(tensor(`${COLLECTED_PREFIX}${key}`, type, shapeOf(i), () => collected.bytes(i), into && ((out, offset) => into(i, out, offset)))));
   }
 
   const values: Record<DigestedMetadataKey, string> = {

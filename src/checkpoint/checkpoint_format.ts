@@ -84,8 +84,13 @@ export interface CheckpointSource {
   shapes?: readonly (readonly number[] | null)[];
   /** Raw little-endian shadow data of parameter `index` in `dtype`; called once per index, in order. */
   shadowBytes(index: number): ArrayBufferView;
-  /** The store() backup, or null when nothing is stored. */
-  collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView } | null;
+  /**
+   * Optional, preferred by file writers over shadowBytes: copies parameter `index`'s shadow bytes
+   * from `byteOffset` on into `out` (whole elements), so that a save streams through one small buffer.
+   */
+  shadowInto?(index: number, out: Uint8Array, byteOffset: number): void;
+  /** The store() backup (`into` as shadowInto), or null when nothing is stored. */
+  collected: { dtype: CollectedDType; bytes(index: number): ArrayBufferView; into?(index: number, out: Uint8Array, byteOffset: number): void } | null;
 }
 
 /** Where a long save() or load() is: tensor data bytes of `file` written or read so far, of `totalBytes`. */
@@ -117,18 +122,47 @@ export interface ExpectedParameters {
   onProgress?: ProgressListener;
 }
 
-/** A validated checkpoint. Byte arrays are views into the parsed data, one per parameter, in the file's dtype. */
-export interface DecodedCheckpoint {
+/** A validated checkpoint's scalars. */
+export interface CheckpointFields {
   decay: number;
   numUpdates: number | null;
   /** Null for a file written before schedules (format version 1). */
   progress: CheckpointProgress | null;
   nonFiniteStats: CheckpointNonFiniteStats;
   dtype: StorageDType;
-  shadow: Uint8Array[];
-  collected: Uint8Array[] | null;
   collectedDType: CollectedDType | null;
 }
+
+/** A validated checkpoint. Byte arrays are one per parameter, in the file's dtype. */
+export interface DecodedCheckpoint extends CheckpointFields {
+  shadow: Uint8Array[];
+  collected: Uint8Array[] | null;
+}
+
+/**
+ * Where a streamed load puts one group's tensors (the shadows, or the backup) as they arrive: new
+ * arenas for load(), byte arrays for loadCheckpoint().
+ */
+export interface TensorStore {
+  /**
+   * Copies `bytes` (whole elements, in the file's dtype; a view of a SharedArrayBuffer that stays
+   * unchanged until the returned promise settles) to byte `byteOffset` of tensor `index`.
+   */
+  write(index: number, byteOffset: number, bytes: Uint8Array): void | Promise<void>;
+}
+
+/** A validated checkpoint whose tensors were streamed into stores. */
+export interface StreamedCheckpoint<S extends TensorStore> extends CheckpointFields {
+  shadow: S;
+  collected: S | null;
+}
+
+/**
+ * Makes the stores of a checkpoint whose header passed every check, before any tensor data is read:
+ * the shadows in `dtype`, the backup in `collectedDType` (none when null). Stores it made are the
+ * caller's to free if the load fails later.
+ */
+export type StoresFor<S extends TensorStore> = (dtypes: { dtype: StorageDType; collectedDType: CollectedDType | null }) => { shadow: S; collected: S | null };
 
 /**
  * The per-parameter part of the tensor names: the parameter's name, or its decimal index when it

@@ -10,11 +10,11 @@
 // header, safetensors_decode.ts validates one.
 import type { ProgressListener } from './checkpoint_format';
 import { constants as bufferConstants } from 'node:buffer';
-import { type FileHandle } from 'node:fs/promises';
 import { codedError } from '../errors';
 import { writeFileAtomic } from './atomic_write';
-import { openRegularFile } from './checkpoint_file';
 import { checkedHeaderLength, fail, parseHeader, type SafetensorsHeader, type TensorInfo } from './safetensors_decode';
+import { streamSafetensorsFile } from './safetensors_stream_read';
+import { writeTensorData } from './safetensors_stream_write';
 import { encodeHeader, isDeferred, layoutTensors, placeholderOf, producedBytes, type DeferredMetadata, type TensorSource } from './safetensors_encode';
 import { describeJsonValue } from './untrusted';
 
@@ -48,6 +48,7 @@ export function serializeSafetensors(
     const bytes = producedBytes(tensor, layout.byteLengths[i]);
     out.set(bytes, offset);
     tensor.written?.(bytes);
+    tensor.finished?.();
     offset += bytes.length;
   });
   if (isDeferred(metadata)) out.set(encodeHeader(layout.entries, metadata.final(), header.length - 8));
@@ -55,8 +56,8 @@ export function serializeSafetensors(
 }
 
 /**
- * Writes `path` atomically (see `writeFileAtomic`) and streamed: the header, then each tensor's
- * bytes one at a time, so at most one tensor's data is held at once.
+ * Writes `path` atomically (see `writeFileAtomic`) and streamed: the header, then the tensors'
+ * bytes through two reused buffers (writeTensorData), so no tensor's data is held at once.
  */
 export async function writeSafetensorsFile(
   path: string,
@@ -67,20 +68,12 @@ export async function writeSafetensorsFile(
   const layout = layoutTensors(tensors);
   const header = encodeHeader(layout.entries, placeholderOf(metadata));
   const totalBytes = layout.byteLengths.reduce((n, b) => n + b, 0);
+  let sum = 0;
+  const ends = layout.byteLengths.map((b) => (sum += b)); // where each tensor's data ends
   await writeFileAtomic(path, async (sink) => {
     await sink.append(header);
-    let done = 0;
-    for (let i = 0; i < tensors.length; i++) {
-      const bytes = producedBytes(tensors[i], layout.byteLengths[i]);
-      const writing = sink.append(bytes); // the write runs on libuv's thread pool...
-      try {
-        tensors[i].written?.(bytes); // ...while this runs here
-      } finally {
-        await writing;
-      }
-      done += bytes.byteLength;
-      onProgress?.({ file: path, bytes: done, totalBytes }); // a throw abandons the temporary file
-    }
+    // A listener's throw abandons the temporary file.
+    await writeTensorData(sink, tensors, layout.byteLengths, (i) => onProgress?.({ file: path, bytes: ends[i], totalBytes }));
     if (isDeferred(metadata)) await sink.writeAt(encodeHeader(layout.entries, metadata.final(), header.length - 8), 0);
   });
 }
@@ -104,9 +97,9 @@ export function parseSafetensors(input: Uint8Array): ParsedSafetensors {
 }
 
 /**
- * Reads and validates a file: the length field and header first, then (only if the header is valid)
- * the tensors' data, allocating exactly the bytes the header assigns to them and the file holds.
- * Tensor bytes are views into a few shared buffers (small tensors are read together).
+ * Reads and validates a whole file into memory (streamSafetensorsFile does the reading): the
+ * length field and header first, then (only if the header is valid and `checkHeader` did not throw)
+ * each tensor's data into a buffer of exactly its size.
  */
 export async function readSafetensorsFile(
   path: string,
@@ -114,49 +107,17 @@ export async function readSafetensorsFile(
   checkHeader?: (header: SafetensorsHeader) => void,
   onProgress?: ProgressListener,
 ): Promise<ParsedSafetensors> {
-  const { file, size } = await openRegularFile(path); // refuses FIFOs, devices, directories
-  try {
-    if (size < 8) fail(`the file has ${size} bytes, fewer than the 8-byte header length field`);
-    const prefix = await readExactly(file, 8, 0);
-    const raw = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
-    const headerLength = checkedHeaderLength(raw, size);
-    const dataStart = 8 + headerLength;
-    const { metadata, entries } = parseHeader(await readExactly(file, headerLength, 8), size - dataStart);
-    checkHeader?.({ metadata, tensors: entries.map(({ name, dtype, shape }) => ({ name, dtype, shape: [...shape] })) });
-    // Whole tensors are read in groups of up to READ_GROUP_BYTES: small tensors share one read, and a
-    // state larger than one Buffer can be (4 GiB) still loads.
-    const tensors: ParsedTensor[] = [];
-    for (let first = 0; first < entries.length; ) {
-      const start = entries[first].begin;
-      let last = first;
-      while (last + 1 < entries.length && entries[last + 1].end - start <= READ_GROUP_BYTES) last++;
-      const length = entries[last].end - start;
-      if (length > bufferConstants.MAX_LENGTH) {
-        throw codedError('INVALID_CHECKPOINT', `Cannot read safetensors: tensor ${JSON.stringify(entries[first].name)} has ${length} bytes, more than one Buffer can hold`);
+  const tensors: ParsedTensor[] = [];
+  const { metadata } = await streamSafetensorsFile(path, (header) => {
+    checkHeader?.(header);
+    return ({ name, dtype, shape, begin, end }) => {
+      if (end - begin > bufferConstants.MAX_LENGTH) {
+        throw codedError('INVALID_CHECKPOINT', `Cannot read safetensors: tensor ${JSON.stringify(name)} has ${end - begin} bytes, more than one Buffer can hold`);
       }
-      const chunk = await readExactly(file, length, dataStart + start);
-      for (const { name, dtype, shape, begin, end } of entries.slice(first, last + 1)) {
-        tensors.push({ name, dtype, shape, bytes: chunk.subarray(begin - start, end - start) });
-      }
-      first = last + 1;
-      onProgress?.({ file: path, bytes: entries[last].end, totalBytes: size - dataStart });
-    }
-    return { metadata, tensors };
-  } finally {
-    await file.close();
-  }
-}
-
-const READ_GROUP_BYTES = 256 << 20;
-
-/** Reads exactly `length` bytes at `position` into a fresh buffer (allocated only after the caller checked `length`). */
-async function readExactly(file: FileHandle, length: number, position: number): Promise<Uint8Array> {
-  const buffer = Buffer.allocUnsafeSlow(length); // every byte is overwritten below or the buffer is dropped
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await file.read(buffer, done, Math.min(length - done, 1 << 30), position + done);
-    if (bytesRead === 0) fail(`the file ended at byte ${position + done} while reading ${length} bytes from ${position} (it shrank while being read)`);
-    done += bytesRead;
-  }
-  return buffer;
+      const bytes = new Uint8Array(end - begin);
+      tensors.push({ name, dtype, shape, bytes });
+      return { chunk: (piece, offset) => bytes.set(piece, offset), end: () => undefined };
+    };
+  }, onProgress);
+  return { metadata, tensors };
 }

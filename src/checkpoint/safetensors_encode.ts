@@ -18,10 +18,19 @@ export interface TensorSource {
    */
   bytes(): ArrayBufferView;
   /**
-   * Optional: called with the tensor's bytes right after they were handed to the writer, while the
-   * write is still in flight, so work such as checksumming overlaps the I/O.
+   * Optional, for large tensors: copies the tensor's bytes from `byteOffset` on into `out` (whole
+   * elements, within the tensor). When present, the streamed writer calls this instead of bytes(),
+   * so that the tensor goes to the file through a small reused buffer.
+   */
+  readInto?(out: Uint8Array, byteOffset: number): void;
+  /**
+   * Optional: called with each piece of the tensor's bytes, in order, right after it was handed to
+   * the writer, while the write is still in flight, so work such as checksumming overlaps the I/O.
+   * The view is valid only during the call.
    */
   written?(bytes: Uint8Array): void;
+  /** Optional: called once all of the tensor's bytes went to written() (also for a tensor of 0 bytes). */
+  finished?(): void;
 }
 
 /**

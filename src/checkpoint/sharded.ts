@@ -8,11 +8,12 @@ import * as path from 'node:path';
 import { SAFETENSORS_BYTES, SAFETENSORS_CODE } from '../dtypes';
 import { codedError } from '../errors';
 import { writeFileAtomic } from './atomic_write';
-import { checkCheckpointHeader, decodeCheckpoint } from './checkpoint_decode';
+import { checkCheckpointHeader } from './checkpoint_decode';
 import { encodeCheckpoint } from './checkpoint_encode';
 import { fileKind, namingPathOnError, readingPrefix } from './checkpoint_file';
-import { CHECKPOINT_FORMAT, metadataDigest, parameterKeys, type CheckpointSource, type DecodedCheckpoint, type DigestedMetadataKey, type ExpectedParameters, type ProgressListener } from './checkpoint_format';
-import { readSafetensorsFile, writeSafetensorsFile } from './safetensors';
+import { CHECKPOINT_FORMAT, metadataDigest, parameterKeys, type CheckpointFields, type CheckpointSource, type DigestedMetadataKey, type ExpectedParameters, type ProgressListener, type StoresFor, type StreamedCheckpoint, type TensorStore } from './checkpoint_format';
+import { streamCheckpoint } from './checkpoint_stream';
+import { writeSafetensorsFile } from './safetensors';
 import { encodeShardIndex, indexPathOf, readShardIndex, SHARED_METADATA_KEYS, shardFileName, type ShardIndex } from './sharded_index';
 
 /** The deterministic layout every rank shares (ShardLayout satisfies it). */
@@ -63,7 +64,7 @@ function invalid(indexPath: string, what: string): never {
 }
 
 /** The index's scalars, parsed and checked exactly as a shard's header would be. */
-function indexScalars(index: ShardIndex): Omit<DecodedCheckpoint, 'shadow' | 'collected'> {
+function indexScalars(index: ShardIndex): CheckpointFields {
   const digested: Record<string, string> = { ...index.shared, format: CHECKPOINT_FORMAT, names: '[]', skipped_elements: '0' };
   const metadata = { ...digested, metadata_sha256: metadataDigest(digested as Record<DigestedMetadataKey, string>, index.shared.format_version), checksums: '{}' };
   const header = checkCheckpointHeader({ metadata, tensors: [] }, { names: [], sizes: [] });
@@ -71,10 +72,12 @@ function indexScalars(index: ShardIndex): Omit<DecodedCheckpoint, 'shadow' | 'co
 }
 
 /**
- * Loads the parameters `plan.own` of a sharded checkpoint, reading only the shards that hold them.
- * Nothing is returned unless every check passed (so the caller changes nothing on failure).
+ * Loads the parameters `plan.own` of a sharded checkpoint into stores made once (by `stores`, from
+ * the index's dtypes) and filled by every shard read, reading only the shards that hold them; every
+ * tensor of a shard read is checked (checksums), kept or not. Nothing is returned unless every
+ * check passed; on failure the stores made are the caller's to free.
  */
-export async function loadShardedCheckpoint(indexPath: string, plan: LoadPlan): Promise<DecodedCheckpoint> {
+export async function loadShardedCheckpoint<S extends TensorStore>(indexPath: string, plan: LoadPlan, stores: StoresFor<S>): Promise<StreamedCheckpoint<S>> {
   const index = await namingPathOnError(indexPath, () => readShardIndex(indexPath));
   const scalars = await namingPathOnError(indexPath, async () => indexScalars(index));
   const { names, sizes, shapes, own, matchNames, onProgress } = plan;
@@ -91,26 +94,21 @@ export async function loadShardedCheckpoint(indexPath: string, plan: LoadPlan): 
   for (const file of members.keys()) await checkShardExists(indexPath, folder, file);
 
   const position = new Map(own.map((g, j) => [g, j]));
-  const shadow = new Array<Uint8Array>(own.length);
-  const collected = scalars.collectedDType === null ? null : new Array<Uint8Array>(own.length);
+  const made = stores(scalars);
   let skippedElements = 0;
   const needed = [...new Set(own.map((g) => index.fileOf[g]))].sort();
   for (const file of needed) {
     const inFile = members.get(file)!;
     const expected = { names: inFile.map((g) => index.parameters[g]), sizes: inFile.map((g) => sizes[g]), shapes: inFile.map((g) => shapes[g]), matchNames: true, onProgress };
-    const decoded = await readShard(path.join(folder, file), expected, index, indexPath);
-    skippedElements += decoded.nonFiniteStats.skippedElements;
-    const partial = inFile.length !== inFile.filter((g) => position.has(g)).length;
-    // Copies when the file holds others' tensors too, so that their bytes can be freed.
-    const keep = (bytes: Uint8Array): Uint8Array => (partial ? bytes.slice() : bytes);
-    inFile.forEach((g, k) => {
-      const j = position.get(g);
-      if (j === undefined) return;
-      shadow[j] = keep(decoded.shadow[k]);
-      if (collected !== null) collected[j] = keep(decoded.collected![k]);
+    const shard = await streamCheckpoint(path.join(folder, file), {
+      expected,
+      checkHeader: (header) => checkAgainstIndex(header.metadata, index, indexPath),
+      place: (k) => position.get(inFile[k]) ?? null,
+      stores: () => made, // the index's dtypes, which checkAgainstIndex holds every shard to
     });
+    skippedElements += shard.nonFiniteStats.skippedElements;
   }
-  return { ...scalars, nonFiniteStats: { skippedUpdates: scalars.nonFiniteStats.skippedUpdates, skippedElements }, shadow, collected };
+  return { ...scalars, nonFiniteStats: { skippedUpdates: scalars.nonFiniteStats.skippedUpdates, skippedElements }, shadow: made.shadow, collected: made.collected };
 }
 
 async function checkShardExists(indexPath: string, folder: string, file: string): Promise<void> {
@@ -125,20 +123,14 @@ async function checkShardExists(indexPath: string, folder: string, file: string)
   if (!stats.isFile()) invalid(indexPath, `shard '${full}' named by the index is ${fileKind(stats)}, not a regular file`);
 }
 
-// One shard, checked in full, and against the index before any of its tensor data is read.
-async function readShard(file: string, expected: Required<ExpectedParameters>, index: ShardIndex, indexPath: string): Promise<DecodedCheckpoint> {
-  return namingPathOnError(file, async () => {
-    const parsed = await readSafetensorsFile(file, (header) => {
-      checkCheckpointHeader(header, expected);
-      for (const key of SHARED_METADATA_KEYS) {
-        if (header.metadata[key] !== index.shared[key]) {
-          throw codedError(
-            'INVALID_CHECKPOINT',
-            `Invalid model-ema checkpoint shard: metadata ${key} is ${JSON.stringify(header.metadata[key])} but the index '${indexPath}' says ${JSON.stringify(index.shared[key])} (a shard saved at another step, or by another run)`,
-          );
-        }
-      }
-    }, expected.onProgress);
-    return decodeCheckpoint(parsed, expected);
-  });
+// A shard's metadata must agree with the index's (dtypes included) before any of its tensor data is read.
+function checkAgainstIndex(metadata: Record<string, string>, index: ShardIndex, indexPath: string): void {
+  for (const key of SHARED_METADATA_KEYS) {
+    if (metadata[key] !== index.shared[key]) {
+      throw codedError(
+        'INVALID_CHECKPOINT',
+        `Invalid model-ema checkpoint shard: metadata ${key} is ${JSON.stringify(metadata[key])} but the index '${indexPath}' says ${JSON.stringify(index.shared[key])} (a shard saved at another step, or by another run)`,
+      );
+    }
+  }
 }

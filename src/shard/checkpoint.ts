@@ -3,7 +3,7 @@
 // has that name). A sharded EMA saves to a prefix (its shard, plus the index from rank 0) and loads
 // any checkpoint: a sharded one of any world size, or a single file, keeping its own parameters.
 import { stat } from 'node:fs/promises';
-import { loadCheckpoint, saveCheckpoint, type CheckpointSource, type DecodedCheckpoint, type ExpectedParameters, type ProgressListener } from '../checkpoint/ema_checkpoint';
+import { saveCheckpoint, streamCheckpoint, type CheckpointSource, type ExpectedParameters, type ProgressListener, type StoresFor, type StreamedCheckpoint, type TensorStore } from '../checkpoint/ema_checkpoint';
 import { loadShardedCheckpoint, saveShardedCheckpoint, type LoadPlan } from '../checkpoint/sharded';
 import { indexPathOf, isIndexPath } from '../checkpoint/sharded_index';
 import type { ShardLayout } from './layout';
@@ -25,16 +25,21 @@ async function indexOf(path: string): Promise<string | null> {
   return (await isFile(indexPathOf(path))) ? indexPathOf(path) : null;
 }
 
-export async function loadEmaCheckpoint(path: string, expected: ExpectedParameters, shard: ShardLayout | null): Promise<DecodedCheckpoint> {
+/**
+ * Streams the checkpoint at `path` (a file, a prefix or an index) into the stores `stores` makes:
+ * all of it for an unsharded EMA, this rank's own parameters for a sharded one (every tensor read
+ * is checked, kept or not).
+ */
+export async function loadEmaCheckpoint<S extends TensorStore>(path: string, expected: ExpectedParameters, shard: ShardLayout | null, stores: StoresFor<S>): Promise<StreamedCheckpoint<S>> {
   const index = await indexOf(path);
-  if (index === null && shard === null) return loadCheckpoint(path, expected);
+  if (index === null && shard === null) return streamCheckpoint(path, { expected, stores });
   const matchNames = expected.matchNames !== false;
   const onProgress = expected.onProgress ?? ((): void => {});
   const plan: LoadPlan =
     shard === null
       ? { names: expected.names, sizes: expected.sizes, shapes: expected.shapes ?? expected.names.map(() => null), matchNames, own: expected.sizes.map((_, i) => i), onProgress }
       : { names: shard.names, sizes: shard.sizes, shapes: shard.shapes, matchNames, own: shard.own, onProgress };
-  if (index !== null) return loadShardedCheckpoint(index, plan);
-  const whole = await loadCheckpoint(path, plan);
-  return { ...whole, shadow: shard!.pick(whole.shadow), collected: whole.collected && shard!.pick(whole.collected) };
+  if (index !== null) return loadShardedCheckpoint(index, plan, stores);
+  const position = new Map(plan.own.map((g, j) => [g, j]));
+  return streamCheckpoint(path, { expected: plan, place: (i) => position.get(i) ?? null, stores });
 }

@@ -85,12 +85,12 @@ class DeviceArena final : public Arena {
     host.kernels->convert(dtype(), AsDType(out.type), raw.get(), out.data, layout().size(t));
   }
 
-  void ReadTensorBytes(size_t t, void* out) const override {
-    Copy(out, Tensor(t), TensorBytes(t), cudaMemcpyDeviceToHost, "read a tensor, device to host");
+  void ReadTensorRange(size_t t, size_t offset, size_t length, void* out) const override {
+    Copy(out, static_cast<uint8_t*>(Tensor(t)) + offset, length, cudaMemcpyDeviceToHost, "read a tensor, device to host");
   }
 
-  void WriteTensorBytes(size_t t, const void* bytes) override {
-    Copy(Tensor(t), bytes, TensorBytes(t), cudaMemcpyHostToDevice, "write a tensor, host to device");
+  void WriteTensorRange(size_t t, size_t offset, size_t length, const void* bytes) override {
+    Copy(static_cast<uint8_t*>(Tensor(t)) + offset, bytes, length, cudaMemcpyHostToDevice, "write a tensor, host to device");
   }
 
   void CopyBlockToHost(void* out) const override {
