@@ -96,21 +96,30 @@ function arenaStore(arena: ShadowArena): ArenaStore {
   return { arena, write: (index, byteOffset, data) => arena.writeBytesAtAsync(index, byteOffset / bytes, data) };
 }
 
+/** A checkpoint streamed into arenas but not yet swapped in: load() installs it; EmaTracks stages every track's first. */
+export interface StagedCheckpoint {
+  readonly scalars: TrainingScalars;
+  /** Swaps the staged arenas in (the replaced ones become spares or are freed). Cannot fail. */
+  install(): void;
+  /** Gives the staged arenas back (spares to the spares, new ones freed); nothing changes. */
+  discard(): void;
+}
+
 /**
- * load(): streams the checkpoint at `path` straight into arenas on the shadows' device (each tensor
- * checked as it arrives), then swaps them in, converted to the shadows' dtype (the backup stays in
- * its saved dtype: it holds raw weights exactly). Returns the file's scalars for the caller to
- * install. On any failure nothing changes. The arenas are save()'s spare copies when they fit (no
- * fresh pages; the arenas they replace become the spares), else new ones.
+ * load()'s first half: streams the checkpoint at `path` straight into arenas on the shadows' device
+ * (each tensor checked as it arrives), converted to the shadows' dtype (the backup stays in its saved
+ * dtype: it holds raw weights exactly), every check made. The arenas are save()'s spare copies when
+ * they fit (no fresh pages), else new ones. On any failure nothing changes and nothing is held.
  */
-export async function loadCheckpointInto(
+export async function stageCheckpoint(
   arenas: EmaArenas,
   path: string,
   expected: ExpectedParameters,
   shard: ShardLayout | null,
   { sizes, names }: { sizes: readonly number[]; names: readonly (string | null)[] },
-): Promise<TrainingScalars> {
-  const device = arenas.current?.shadows.device ?? null;
+): Promise<StagedCheckpoint> {
+  const current = arenas.current;
+  const device = current?.shadows.device ?? null;
   const made: ShadowArena[] = [];
   const spares = new Map<ShadowArena, ArenaRole>();
   const store = (role: ArenaRole, dtype: StorageDType): ArenaStore => {
@@ -119,27 +128,34 @@ export async function loadCheckpointInto(
     else made.push(newShadowArena(dtype, sizes, device));
     return arenaStore(spare ?? made[made.length - 1]);
   };
+  const discard = (): void => {
+    for (const arena of made) arena.dispose();
+    for (const [arena, role] of spares) arenas.reuse(role, arena);
+  };
   try {
     const loaded = await loadEmaCheckpoint(path, expected, shard, ({ dtype, collectedDType }) => ({
       shadow: store('shadows', dtype),
       collected: collectedDType && store('backup', collectedDType),
     }));
     const scalars = checkpointScalars(loaded);
-    arenas.replace(({ shadows }) => {
-      const file = loaded.shadow.arena;
-      if (shadows.dtype === 'float16' && loaded.dtype !== 'float16') {
-        checkFloat16Range(sizes.length, (i) => file.read(i), (i) => names[i], 'checkpoint shadows');
-      }
-      const next = file.dtype === shadows.dtype ? file : file.cast(shadows.dtype);
-      if (next !== file) made.push(next);
-      return { shadows: next, backup: loaded.collected && loaded.collected.arena };
-    }, new Set(spares.values()));
-    const installed = [arenas.current?.shadows, arenas.current?.backup];
-    for (const arena of [...made, ...spares.keys()]) if (!installed.includes(arena)) arena.dispose();
-    return scalars;
+    const shadowDType = arenas.current?.shadows.dtype ?? loaded.dtype;
+    const file = loaded.shadow.arena;
+    if (shadowDType === 'float16' && loaded.dtype !== 'float16') {
+      checkFloat16Range(sizes.length, (i) => file.read(i), (i) => names[i], 'checkpoint shadows');
+    }
+    const shadows = file.dtype === shadowDType ? file : file.cast(shadowDType);
+    if (shadows !== file) made.push(shadows);
+    const backup = loaded.collected && loaded.collected.arena;
+    return {
+      scalars,
+      install: () => {
+        arenas.replace(() => ({ shadows, backup }), new Set(spares.values()));
+        for (const arena of [...made, ...spares.keys()]) if (arena !== shadows && arena !== backup) arena.dispose();
+      },
+      discard,
+    };
   } catch (error) {
-    for (const arena of made) arena.dispose();
-    for (const [arena, role] of spares) arenas.reuse(role, arena);
+    discard();
     throw error;
   }
 }

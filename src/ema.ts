@@ -6,7 +6,7 @@
 import { types } from 'node:util';
 import { backupDType, backupOf, EmaArenas, newArena, updateShadows, type CurrentArenas } from './arenas';
 import { deserializeCheckpoint, serializeCheckpoint, type DecodedCheckpoint, type ExpectedParameters } from './checkpoint/ema_checkpoint';
-import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, loadCheckpointInto, saveCopiedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
+import { checkpointScalars, checkpointSource, copiedCheckpoint, expectedParameters, installCheckpoint, saveCopiedCheckpoint, stageCheckpoint, type StagedCheckpoint, type CheckpointScalars } from './checkpoint_glue';
 import { Device, deviceIndex } from './device';
 import { codedError, disposedError, expectedTypeError } from './errors';
 import { checkFloat16Range } from './float16_range';
@@ -256,8 +256,7 @@ export class ExponentialMovingAverage implements Disposable {
     }
     return this.#queue.run(async () => {
       this.#open('load()');
-      const scalars = await loadCheckpointInto(this.#arenas, path, expected, this.#shard, { sizes: this.#sizes, names: this.#registered.names });
-      this.#state.install(scalars);
+      this.#installStaged(await this.#stage(path, expected), 'load()');
     }, true);
   }
 
@@ -298,13 +297,23 @@ export class ExponentialMovingAverage implements Disposable {
       },
       afterUpdate: (shadows) => this.#publisher.afterUpdate(shadows),
       scopesOpen: () => this.#scopes.size > 0,
-      decode: (path, options) => loadEmaCheckpoint(path, expectedParameters(options, this.#registered, this.#sizes), this.#shard),
-      install: (decoded, operation) => this.#applyCheckpoint(decoded, operation),
+      stage: (path, options) => this.#stage(path, expectedParameters(options, this.#registered, this.#sizes)),
+      install: (staged, operation) => this.#installStaged(staged, operation),
     };
   }
 
   #checkpoint<T>(make: (scalars: CheckpointScalars, arenas: CurrentArenas) => T, arenas: CurrentArenas): T {
     return make({ ...this.#state.scalars(), names: this.#registered.names, sizes: this.#sizes, shapes: this.#registered.shapes }, arenas);
+  }
+
+  #stage(path: string, expected: ExpectedParameters): Promise<StagedCheckpoint> {
+    return stageCheckpoint(this.#arenas, path, expected, this.#shard, { sizes: this.#sizes, names: this.#registered.names });
+  }
+
+  #installStaged(staged: StagedCheckpoint, operation: string): void {
+    this.#open(operation);
+    staged.install();
+    this.#state.install(staged.scalars);
   }
 
   #applyCheckpoint(decoded: DecodedCheckpoint, operation: string): void {

@@ -4,7 +4,7 @@
 // ExponentialMovingAverage that no user sees; `track(name)` gives its read side. Updates, moves,
 // state and checkpoints go through here, so the tracks always share one layout, dtype and device.
 import { asyncInputs, QueuedSnapshots, type AsyncInputs } from '../async_inputs';
-import type { DecodedCheckpoint } from '../checkpoint/ema_checkpoint';
+import type { StagedCheckpoint } from '../checkpoint_glue';
 import { ExponentialMovingAverage } from '../ema';
 import { codedError, expectedTypeError, invalidArgument } from '../errors';
 import { checkFloat16Range } from '../float16_range';
@@ -207,10 +207,15 @@ export class EmaTracks implements Disposable {
     return this.#queue.run(async () => {
       this.#open('load()');
       const files = trackFiles(dir, await readManifest(dir), this.trackNames);
-      const decoded: DecodedCheckpoint[] = [];
-      for (const [i, t] of this.#tracks.entries()) decoded.push(await t.access.decode(files[i], options));
-      this.#open('load()');
-      this.#tracks.forEach((t, i) => t.access.install(decoded[i], 'load()'));
+      const staged: StagedCheckpoint[] = [];
+      try {
+        for (const [i, t] of this.#tracks.entries()) staged.push(await t.access.stage(files[i], options));
+        this.#open('load()');
+      } catch (error) {
+        for (const s of staged) s.discard();
+        throw error;
+      }
+      this.#tracks.forEach((t, i) => t.access.install(staged[i], 'load()'));
     }, true);
   }
 

@@ -1,7 +1,7 @@
 // The one way into an ExponentialMovingAverage that EmaTracks has beyond the public API: what a
 // fused update of several EMAs (one native pass) and an all-or-nothing load of several need of
 // each. Keyed by a symbol that only the package knows; users never see an EMA of a track.
-import type { DecodedCheckpoint } from '../checkpoint/ema_checkpoint';
+import type { StagedCheckpoint } from '../checkpoint_glue';
 import type { ShadowArena } from '../native';
 import type { LoadOptions } from '../options';
 import type { Parameter, ResolvedParameters } from '../parameters';
@@ -19,8 +19,8 @@ export interface TrackAccess {
   /** What update() does once the shadows changed (publishEvery). */
   afterUpdate(shadows: ShadowArena): void;
   scopesOpen(): boolean;
-  /** Reads and checks a save()d file against this EMA's parameters (nothing changes yet). */
-  decode(path: string, options: LoadOptions | undefined): Promise<DecodedCheckpoint>;
-  /** Installs what decode() returned. */
-  install(decoded: DecodedCheckpoint, operation: string): void;
+  /** Streams and checks a save()d file into arenas beside this EMA's own (nothing changes yet). */
+  stage(path: string, options: LoadOptions | undefined): Promise<StagedCheckpoint>;
+  /** Swaps in what stage() read, with its scalars. */
+  install(staged: StagedCheckpoint, operation: string): void;
 }
