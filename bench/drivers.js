@@ -261,6 +261,8 @@ function add(d) {
 
 add({ id: 'ceiling', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', reference: true });
 add({ id: 'ceiling-1t', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', threads: 1 });
+// EmaTracks' plain-loop bound: 3 shadow arenas from one read of the parameters, in cached blocks.
+add({ id: 'ceiling-3shadows', family: 'ceiling', label: 'C++ ceiling, 3 shadows in one pass', kind: 'ceiling', cost: 'native', shadows: 3, bytesPerParam: 28 });
 for (const api of ['update', 'updateAsync']) {
   for (const dtype of ['float32', 'bfloat16']) {
     for (const threads of ['all', 1]) {

@@ -1,7 +1,11 @@
 // The ceiling the fused update is measured against: `s = s - (1 - d) * (s - p)` over one float32
 // arena of shadows and one of parameters, a plain loop per thread over an equal slice, nothing
-// else. Built with the addon (not shipped); run by bench/ with: ceiling <elements> <threads> <reps>
-// Prints one JSON line: {"elements", "threads", "reps", "msPerUpdate": [..one per rep..]}.
+// else. Built with the addon (not shipped); run by bench/ with:
+//   ceiling <elements> <threads> <reps> [<shadows>]
+// With several shadow arenas (EmaTracks' ceiling), each thread's slice goes in blocks of 32768
+// elements and every arena is updated from a block while it is in cache (the parameters come from
+// memory once): the plain-loop bound of a fused several-horizon pass on this machine.
+// Prints one JSON line: {"elements", "threads", "shadows", "reps", "msPerUpdate": [..one per rep..]}.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,14 +25,16 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void UpdateSlice(
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: %s <elements> <threads> <reps>\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    std::fprintf(stderr, "usage: %s <elements> <threads> <reps> [<shadows>]\n", argv[0]);
     return 2;
   }
   const size_t n = std::strtoull(argv[1], nullptr, 10);
   const unsigned threads = std::max(1, std::atoi(argv[2]));
   const int reps = std::max(1, std::atoi(argv[3]));
-  std::vector<float> shadow(n), param(n);  // zero-filled here: every page is touched before timing
+  const size_t shadows = argc == 5 ? std::max(1, std::atoi(argv[4])) : 1;
+  std::vector<std::vector<float>> shadow(shadows, std::vector<float>(n));  // zero-filled: pages touched before timing
+  std::vector<float> param(n);
   for (size_t i = 0; i < n; ++i) param[i] = static_cast<float>(i % 1000) * 1e-3f;
 
   std::atomic<int> generation{0};
@@ -36,7 +42,11 @@ int main(int argc, char** argv) {
   const size_t slice = (n / threads + 63) / 64 * 64;
   auto work = [&](unsigned t) {
     size_t begin = std::min(n, slice * t), end = t + 1 == threads ? n : std::min(n, slice * (t + 1));
-    UpdateSlice(shadow.data() + begin, param.data() + begin, end - begin, 0.001f);
+    constexpr size_t kBlock = 32768;
+    for (size_t b = begin; b < end; b += kBlock) {
+      const size_t m = std::min(kBlock, end - b);
+      for (size_t k = 0; k < shadows; ++k) UpdateSlice(shadow[k].data() + b, param.data() + b, m, 0.001f / (k + 1));
+    }
   };
   // Spinning workers: the ceiling should not pay for wake-ups.
   std::vector<std::thread> pool;
@@ -65,7 +75,7 @@ int main(int argc, char** argv) {
   }
   generation.store(-1, std::memory_order_release);
   for (auto& t : pool) t.join();
-  std::printf("{\"elements\":%zu,\"threads\":%u,\"reps\":%d,\"msPerUpdate\":[", n, threads, reps);
+  std::printf("{\"elements\":%zu,\"threads\":%u,\"shadows\":%zu,\"reps\":%d,\"msPerUpdate\":[", n, threads, shadows, reps);
   for (size_t i = 0; i < ms.size(); ++i) std::printf("%s%.6f", i ? "," : "", ms[i]);
   std::printf("]}\n");
   return 0;
