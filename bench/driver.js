@@ -109,7 +109,7 @@ function runCeiling(driver, workload, opts) {
   // Guess from 40 GB/s per 12 bytes; the program warms up twice itself.
   const estimateMs = (workload.total * 12) / 40e9 * 1e3 / threads;
   const reps = repsFor(estimateMs, opts);
-  const out = spawnSync(ceilingBinary(), [String(workload.total), String(threads), String(reps), String(driver.shadows ?? 1)], {
+  const out = spawnSync(ceilingBinary(), [String(workload.total), String(threads), String(reps), String(driver.shadows ?? 1), ...(driver.checkFirst ? ['check'] : [])], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
   });

@@ -262,6 +262,8 @@ function add(d) {
 add({ id: 'ceiling', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', reference: true });
 add({ id: 'ceiling-1t', family: 'ceiling', label: 'C++ ceiling', kind: 'ceiling', cost: 'native', threads: 1 });
 // EmaTracks' plain-loop bound: 3 shadow arenas from one read of the parameters, in cached blocks.
+// nonFinite 'skip-update''s plain-loop bound: count the parameters' non-finite values, then update.
+add({ id: 'ceiling-check-first', family: 'ceiling', label: 'C++ ceiling, check parameters first', kind: 'ceiling', cost: 'native', checkFirst: true, bytesPerParam: 16 });
 add({ id: 'ceiling-3shadows', family: 'ceiling', label: 'C++ ceiling, 3 shadows in one pass', kind: 'ceiling', cost: 'native', shadows: 3, bytesPerParam: 28 });
 for (const api of ['update', 'updateAsync']) {
   for (const dtype of ['float32', 'bfloat16']) {

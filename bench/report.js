@@ -192,6 +192,8 @@ const TARGETS = [
   // The non-finite guards with finite parameters (what every healthy step pays), and stochastic rounding.
   costRatio("resnet50-like: update() with nonFinite 'skip-element' <= 1.10x without", 'model-ema-update-f32-skip-element', 'model-ema-update-f32', 1.1),
   costRatio("resnet50-like: update() with nonFinite 'skip-update' <= 1.40x without", 'model-ema-update-f32-skip-update', 'model-ema-update-f32', 1.4),
+  // The same for plain C++ loops: what one more read of the parameters costs on this machine.
+  costRatio("resnet50-like: C++ loop checking the parameters first <= 1.40x the ceiling (the machine's bound)", 'ceiling-check-first', 'ceiling', 1.4, 'ceiling'),
   costRatio('resnet50-like: bfloat16 update() with stochastic rounding <= 1.15x nearest', 'model-ema-update-bf16-stochastic', 'model-ema-update-bf16', 1.15),
   costRatio('resnet50-like: EmaTracks with 3 float32 tracks <= 0.85x of 3 separate update() calls', 'model-ema-tracks3-f32', 'model-ema-3x-update-f32', 0.85, '3 x update()'),
   // The same target for plain C++ loops (3 shadows in one blocked pass against 3 ceiling passes):

@@ -17,21 +17,12 @@ import {
 import { readSnapshotHeader, type SnapshotHeader } from './snapshot_header';
 import { encodeTensors } from './storage_conversion';
 
-/** One snapshot to write: one track's values at progress t. */
-export interface PostHocSnapshotInput {
+/** One snapshot to write: one track's values at progress t, with the metadata its file records. */
+export interface PostHocSnapshotInput extends SnapshotMetadata {
   names: readonly string[];
   /** Each tensor's shape (its product must be the tensor's length); default 1-D. */
   shapes?: readonly (readonly number[])[];
   values: readonly Float32Array[];
-  gamma: number;
-  sigmaRel: number;
-  /** Progress in `unit` when the snapshot was taken: an integer in [1, 10^15 - 1]. */
-  t: number;
-  unit: SnapshotUnit;
-  /** This track's index, and how many tracks write snapshots at each time (at most 100). */
-  track: number;
-  tracks: number;
-  dtype: SnapshotDType;
 }
 
 /** One snapshot file of a folder, as listPostHocSnapshots() found it. */
