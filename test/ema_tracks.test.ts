@@ -260,6 +260,30 @@ describe('EmaTracks read side, state and checkpoints', () => {
     [a, b, c, other].forEach((t) => t.dispose());
   });
 
+  test('a load that fails at the last track, after save() left spare arenas, changes nothing; the next save/load round-trips', async () => {
+    const ps = params(9, [3, 4097, 64]);
+    const a = new EmaTracks(ps, { tracks: TRACKS });
+    perturb(ps, 5);
+    a.update();
+    await a.save(dir); // every track's save keeps its copies as spares, which a load streams into
+    const saved = a.stateDict();
+    perturb(ps, 6);
+    a.update();
+    const before = a.stateDict();
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'tracks.json'), 'utf8')) as { tracks: { file: string }[] };
+    const last = path.join(dir, manifest.tracks[2].file);
+    fs.truncateSync(last, fs.statSync(last).size - 5);
+    await expect(a.load(dir)).rejects.toThrow(new RegExp(manifest.tracks[2].file));
+    expect(a.stateDict()).toEqual(before);
+    expect(a.stateDict()).not.toEqual(saved);
+    await a.save(dir);
+    perturb(ps, 7);
+    a.update();
+    await a.load(dir);
+    expect(a.stateDict()).toEqual(before);
+    a.dispose();
+  });
+
   test('to(): every track moves; a float16 overflow in one track moves none', () => {
     const ps = [new Float32Array([1, 2, 3])];
     const tracks = new EmaTracks(ps, { tracks: TRACKS });
