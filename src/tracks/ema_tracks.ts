@@ -18,13 +18,23 @@ import type { FixedCall } from '../training_state';
 import type { Device } from '../device';
 import { EmaTrack } from './track';
 import { TRACK_ACCESS, type TrackAccess } from './track_access';
-import { commitManifest, newManifest, prepareFolder, readManifest, trackFiles } from './tracks_checkpoint';
+import { commitManifest, newManifest, prepareFolderSync, readManifest, removeTrackFiles, trackFiles } from './tracks_checkpoint';
 import { parseTracksOptions, type EmaTracksOptions } from './tracks_options';
 
 export type { EmaTracksOptions, TrackOptions } from './tracks_options';
 export { EmaTrack } from './track';
 
 /** stateDict() of an EmaTracks: each track's ExponentialMovingAverage state, by name. */
+/** @internal PostHocEma's way in: work run inside an updateAsync()'s turn, right before and after its update. */
+export interface UpdateHook {
+  before(): void;
+  /** `states()`: every track's stateDict() (copies), readable although this very call makes the EmaTracks busy. */
+  after(states: () => EmaStateDict[]): void;
+}
+/** @internal updateAsync() with an UpdateHook, and save() whose manifest waits for a promise (both for PostHocEma). */
+export const UPDATE_WITH_HOOK: unique symbol = Symbol('model-ema tracks update hook');
+export const SAVE_AFTER: unique symbol = Symbol('model-ema tracks save after');
+
 export interface EmaTracksStateDict {
   tracks: Record<string, EmaStateDict>;
 }
@@ -99,6 +109,15 @@ export class EmaTracks implements Disposable {
 
   /** update() off the JS thread, as ExponentialMovingAverage.updateAsync() (snapshot, queueing, `{ snapshot: false }`). */
   updateAsync(parameters?: Iterable<Parameter>, progress?: AsyncProgress): Promise<void> {
+    return this.#updateAsync(parameters, progress);
+  }
+
+  /** @internal updateAsync() with `hook` run in its turn: nothing else (a queued update, a save's copy) runs in between. */
+  [UPDATE_WITH_HOOK](parameters: Iterable<Parameter> | undefined, progress: AsyncProgress | undefined, hook: UpdateHook): Promise<void> {
+    return this.#updateAsync(parameters, progress, hook);
+  }
+
+  #updateAsync(parameters: Iterable<Parameter> | undefined, progress: AsyncProgress | undefined, hook?: UpdateHook): Promise<void> {
     const operation = 'updateAsync()';
     let calls: FixedCall[];
     let queued: AsyncInputs | undefined;
@@ -117,8 +136,10 @@ export class EmaTracks implements Disposable {
       const taken = queued ?? inputs(false);
       try {
         const shadows = this.#shadows(operation); // again: the parameters' getters ran
+        hook?.before();
         const plans = this.#tracks.map((t, i) => t.access.state.plan(calls[i]));
         this.#commit(shadows, plans, await shadows[0].updateTracksAsync(taken.arrays, plans.map((p) => p.update), shadows.slice(1), taken.inPlace));
+        hook?.after(() => this.#tracks.map((t) => t.ema.stateDict()));
       } finally {
         taken.snapshot?.from.give(taken.snapshot.arrays); // a queued call's copies, kept for the next one
       }
@@ -177,18 +198,36 @@ export class EmaTracks implements Disposable {
    * `tracks.json`, replaced as a set. The state is copied at the call (after queued work); updates go on.
    */
   save(dir: string, options?: SaveOptions): Promise<void> {
+    return this.#save(dir, options, undefined);
+  }
+
+  /** @internal save(), copied at the call, whose manifest is written only once `gate` resolved (else the files are removed). */
+  [SAVE_AFTER](dir: string, options: SaveOptions | undefined, gate: Promise<unknown>): Promise<void> {
+    return this.#save(dir, options, gate);
+  }
+
+  #save(dir: string, options: SaveOptions | undefined, gate: Promise<unknown> | undefined): Promise<void> {
     try {
       parseSaveOptions(dir, options);
       this.#open('save()');
       const manifest = newManifest(this.trackNames);
+      const files = trackFiles(dir, manifest, this.trackNames);
       const copies = this.#queue.atItsTurn(() => {
         this.#open('save()');
-        const files = trackFiles(dir, manifest, this.trackNames);
-        return prepareFolder(dir).then(() => Promise.all(this.#tracks.map((t, i) => t.ema.save(files[i], options))));
+        prepareFolderSync(dir); // the copies are taken now (each track's save() copies at its call)
+        return Promise.allSettled(this.#tracks.map((t, i) => t.ema.save(files[i], options)));
       });
       return this.#queue.background(async () => {
-        await copies;
-        await commitManifest(dir, manifest);
+        try {
+          // Every track's write settled (none still writing) before its files may be removed.
+          const failed = (await copies).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed !== undefined) throw failed.reason;
+          await gate;
+          await commitManifest(dir, manifest);
+        } catch (error) {
+          await removeTrackFiles(dir, files);
+          throw error;
+        }
       });
     } catch (error) {
       return Promise.reject(error);

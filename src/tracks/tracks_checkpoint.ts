@@ -4,10 +4,11 @@
 // manifest (atomically), and only then removes the files the previous manifest named. A crash at
 // any point leaves a manifest whose files are all there (at worst some unreferenced files).
 import { randomBytes } from 'node:crypto';
-import { mkdir, unlink } from 'node:fs/promises';
+import { mkdirSync, statSync, type Stats } from 'node:fs';
+import { mkdir, stat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../checkpoint/atomic_write';
-import { namingPathOnError, openRegularFile } from '../checkpoint/checkpoint_file';
+import { fileKind, namingPathOnError, openRegularFile } from '../checkpoint/checkpoint_file';
 import { describeJsonValue, isObject } from '../checkpoint/untrusted';
 import { codedError } from '../errors';
 
@@ -35,9 +36,39 @@ export function manifestPath(dir: string): string {
 }
 
 export async function prepareFolder(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true }).catch((error: unknown) => {
-    throw codedError('INVALID_ARGUMENT', `Cannot save to '${dir}': ${(error as Error).message}`, { cause: error });
+  await mkdir(dir, { recursive: true }).catch(async (error: unknown) => {
+    throw folderError(dir, error, await stat(dir).catch(() => null));
   });
+}
+
+/** prepareFolder() at once: save() copies the state at its call, into files of a folder that must exist by then. */
+export function prepareFolderSync(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    let stats: Stats | null = null;
+    try {
+      stats = statSync(dir);
+    } catch {
+      // the mkdir error says it
+    }
+    throw folderError(dir, error, stats);
+  }
+}
+
+// mkdir's EEXIST for a FIFO, a device or a file says nothing of what is wrong.
+function folderError(dir: string, error: unknown, stats: Stats | null): Error {
+  const reason = stats === null || stats.isDirectory() ? (error as Error).message : `it is ${fileKind(stats)}, not a folder`;
+  return codedError('INVALID_ARGUMENT', `Cannot save to '${dir}': ${reason}`, { cause: error });
+}
+
+/**
+ * Removes a failed save's files, unless the manifest now names them (it was renamed in place, then
+ * something after failed). Best effort: some may never have been written.
+ */
+export async function removeTrackFiles(dir: string, files: readonly string[]): Promise<void> {
+  const listed = new Set((await readManifest(dir).catch(() => null))?.tracks.map((t) => path.join(dir, t.file)));
+  await Promise.all(files.filter((f) => !listed.has(f)).map((file) => unlink(file).catch(() => undefined)));
 }
 
 /**
@@ -82,11 +113,14 @@ function decodeManifest(text: string): TracksManifest {
   if (json.version !== TRACKS_FORMAT_VERSION) throw invalid(`its version is ${describeJsonValue(json.version)}; this version of model-ema reads ${TRACKS_FORMAT_VERSION}`);
   if (!Array.isArray(json.tracks) || json.tracks.length === 0) throw invalid(`its tracks are ${describeJsonValue(json.tracks)}, not a non-empty list`);
   const seen = new Set<string>();
+  const files = new Set<string>();
   const tracks = json.tracks.map((t: unknown, i: number) => {
     if (!isObject(t) || typeof t.name !== 'string' || typeof t.file !== 'string') throw invalid(`tracks[${i}] is ${describeJsonValue(t)}, not { name, file }`);
     if (!TRACK_FILE.test(t.file)) throw invalid(`tracks[${i}].file ${describeJsonValue(t.file)} is not a track file name of this folder`);
     if (seen.has(t.name)) throw invalid(`track ${describeJsonValue(t.name)} is listed twice`);
+    if (files.has(t.file)) throw invalid(`tracks[${i}].file ${describeJsonValue(t.file)} is named by another track too`);
     seen.add(t.name);
+    files.add(t.file);
     return { name: t.name, file: t.file };
   });
   return { format: TRACKS_FORMAT, version: TRACKS_FORMAT_VERSION, tracks };
