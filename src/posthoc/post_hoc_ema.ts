@@ -10,7 +10,8 @@ import { codedError, expectedRangeError, expectedTypeError, invalidArgument, isN
 import type { EmaOptions, LoadOptions, SaveOptions } from '../options';
 import type { Parameter } from '../parameters';
 import { sigmaRelToGamma, type AsyncProgress, type Progress } from '../schedule_options';
-import { EmaTracks, type EmaTrack } from '../tracks/ema_tracks';
+import { EmaTracks, SAVE_AFTER, UPDATE_WITH_HOOK, type EmaTrack } from '../tracks/ema_tracks';
+import type { EmaStateDict } from '../state_dict';
 import { prepareFolder } from '../tracks/tracks_checkpoint';
 import { listPostHocSnapshots, writePostHocSnapshot, type PostHocSnapshot } from './snapshot_files';
 import { isSnapshotCandidate, type SnapshotDType, type SnapshotUnit } from './snapshot_format';
@@ -137,14 +138,19 @@ export class PostHocEma implements Disposable {
   async updateAsync(parameters?: Iterable<Parameter>, progress?: AsyncProgress): Promise<void> {
     this.#throwWriteError();
     this.#refuseFreshStart('updateAsync()');
-    const before = this.#progress();
-    await this.#tracks.updateAsync(parameters, progress);
-    this.#snapshotIfDue(before);
+    // Progress before and the snapshot after are taken in the update's own turn: with calls queued
+    // (not awaited), the next update, or a save()'s copy, must not run in between.
+    let before = 0;
+    await this.#tracks[UPDATE_WITH_HOOK](parameters, progress, {
+      before: () => void (before = this.#progress()),
+      after: (states) => this.#snapshotIfDue(before, states),
+    });
   }
 
   /** Writes a snapshot of every track now (at the current progress), whether due or not. */
   snapshot(): Promise<void> {
     try {
+      if (this.#tracks.busy) throw codedError('BUSY', 'snapshot(): an updateAsync(), save() or load() is still running; await it first');
       this.#queueSnapshots();
     } catch (error) {
       return Promise.reject(error);
@@ -164,9 +170,12 @@ export class PostHocEma implements Disposable {
   }
 
   /** Saves the tracks (full precision, for resuming) into `dir` (default: the snapshot folder), after pending snapshot writes. */
-  async save(dir = this.#options.dir, options?: SaveOptions): Promise<void> {
-    await this.flush();
-    await this.#tracks.save(dir, options);
+  save(dir = this.#options.dir, options?: SaveOptions): Promise<void> {
+    // The tracks are copied now (as EmaTracks.save()), but their manifest is written only once the
+    // snapshots taken so far are: a resume never skips a snapshot that failed.
+    const written = this.flush();
+    written.catch(() => undefined); // awaited by the save, or moot if it throws at once
+    return this.#tracks[SAVE_AFTER](dir, options, written);
   }
 
   /** Resumes the tracks from save() (default: the snapshot folder). Later snapshots continue the same series. */
@@ -198,19 +207,20 @@ export class PostHocEma implements Disposable {
     return this.#options.unit === 'steps' ? first.step : first.samples;
   }
 
-  #snapshotIfDue(before: number): void {
+  #snapshotIfDue(before: number, states?: () => EmaStateDict[]): void {
     const every = this.#options.every;
-    if (Math.floor(this.#progress() / every) > Math.floor(before / every)) this.#queueSnapshots();
+    if (Math.floor(this.#progress() / every) > Math.floor(before / every)) this.#queueSnapshots(states);
   }
 
   // Copies every track's shadows now (float32) and writes them in the background, in call order.
-  #queueSnapshots(): void {
+  #queueSnapshots(states = (): EmaStateDict[] => this.#options.sigmaRels.map((s) => this.#tracks.track(trackName(s)).stateDict())): void {
     const { sigmaRels, unit, snapshotDType, dir } = this.#options;
     const t = this.#progress();
     if (t === 0) throw codedError('INVALID_ARGUMENT', 'snapshot(): no update yet (progress t is 0); a snapshot needs t > 0');
     const names = parameterKeys(this.#tracks.names);
+    const all = states();
     const taken = sigmaRels.map((sigmaRel, track) => {
-      const state = this.#tracks.track(trackName(sigmaRel)).stateDict();
+      const state = all[track];
       const values = state.shadowParams.map((v) => (v instanceof Float32Array ? v : Float32Array.from(v)));
       return { names, values, gamma: sigmaRelToGamma(sigmaRel), sigmaRel, t, unit, track, tracks: sigmaRels.length, dtype: snapshotDType };
     });
